@@ -1,0 +1,217 @@
+"""Wiring: the Faust app, its tables, the stateful agent, the web pages and the ingest task.
+
+Nothing here decides a number: the rules live in :mod:`streams.processor` and below. Nothing
+happens at import time either; :func:`create_app` builds everything from a Settings object.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import faust
+import orjson
+from faust.serializers import codecs
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from streams import envelope
+from streams.ingest import Ingest
+from streams.metrics import PipelineMetrics, RoomCollector
+from streams.processor import Outcome, PartitionProcessor
+from streams.rooms import RoomState
+from streams.settings import Settings
+from streams.windows import ClockState
+
+log = logging.getLogger(__name__)
+
+
+class _Utf8(codecs.Codec):
+    def _dumps(self, obj: Any) -> bytes:
+        return obj.encode() if isinstance(obj, str) else bytes(obj)
+
+    def _loads(self, s: bytes) -> str:
+        return s.decode()
+
+
+class _RoomCodec(codecs.Codec):
+    def _dumps(self, obj: Any) -> bytes:
+        return obj.to_bytes()
+
+    def _loads(self, s: bytes) -> RoomState:
+        return RoomState.from_bytes(s)
+
+
+class _ClockCodec(codecs.Codec):
+    def _dumps(self, obj: Any) -> bytes:
+        return orjson.dumps([obj.max_ts, obj.watermark])
+
+    def _loads(self, s: bytes) -> ClockState:
+        max_ts, watermark = orjson.loads(s)
+        return ClockState(max_ts, watermark)
+
+
+codecs.register("livepulse-utf8", _Utf8())
+codecs.register("livepulse-room", _RoomCodec())
+codecs.register("livepulse-clock", _ClockCodec())
+
+
+class LivePulse:
+    """The running pipeline: the Faust app plus what the agent keeps between envelopes."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = s = settings
+        self.registry = CollectorRegistry()
+        self.metrics = PipelineMetrics(self.registry)
+        self.ingest = Ingest(settings, self.metrics)
+        self.processors: dict[int, PartitionProcessor] = {}
+        self.app = app = faust.App(
+            s.app_id,
+            broker=s.broker,
+            store=s.store,
+            datadir=str(s.state_dir),
+            web_host=s.web_host,
+            web_bind=s.web_host,
+            web_port=s.web_port,
+            topic_partitions=s.partitions,
+            table_standby_replicas=s.standby_replicas,
+            broker_rebalance_timeout=s.rebalance_timeout_seconds,
+            broker_session_timeout=s.session_timeout_seconds,
+            broker_heartbeat_interval=s.heartbeat_interval_seconds,
+            consumer_auto_offset_reset="earliest",
+            autodiscover=False,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        self.rooms = _table(app, "rooms", s.partitions, "livepulse-utf8", "livepulse-room")
+        self.clocks = _table(app, "clocks", s.partitions, "json", "livepulse-clock")
+        self.batches = app.topic(s.topic_batches, partitions=s.partitions)
+        self.registry.register(
+            RoomCollector(self.active_rooms, self.watermarks, s.window_ms)
+        )
+        self._wire()
+
+    # -- the stateful agent ----------------------------------------------------------------
+    def _wire(self) -> None:
+        app = self.app
+
+        @app.agent(self.batches, name="funnel")
+        async def funnel(stream: faust.StreamT) -> None:
+            async for event in stream.events():
+                batch = envelope.decode(event.value)
+                self.apply(event.message.partition, batch.events)
+
+        @app.task
+        async def ingest() -> None:
+            await self.ingest.run()
+
+        @app.on_partitions_revoked.connect
+        async def forget(sender: Any, revoked: Any, **kwargs: Any) -> None:
+            # Rebuilt from the (recovered) tables on the next envelope of each partition.
+            self.processors.clear()
+
+        @app.page("/metrics")
+        async def metrics(web: faust.web.View, request: faust.web.Request) -> Any:
+            return web.bytes(generate_latest(self.registry), content_type=CONTENT_TYPE_LATEST)
+
+        @app.page("/rooms")
+        async def rooms_index(web: faust.web.View, request: faust.web.Request) -> Any:
+            rows = []
+            size = self.settings.window_ms
+            for state in sorted(self.active_rooms(), key=lambda r: r.room_id):
+                last, current = state.last_closed(), state.current_open()
+                rows.append({
+                    "room_id": state.room_id,
+                    "late_events": state.late_events,
+                    "last_closed": None if last is None else state.describe(last, size),
+                    "open": None if current is None else state.describe(current, size),
+                })
+            return _json(web, {"rooms": rows})
+
+        @app.page("/rooms/{room_id}")
+        async def room_detail(
+            web: faust.web.View, request: faust.web.Request, room_id: str
+        ) -> Any:
+            state = self.rooms.get(room_id)
+            if state is None or state.partition not in self.active_partitions():
+                return _json(web, {"error": f"room {room_id!r} is not on this worker"}, 404)
+            return _json(web, {
+                "room_id": room_id,
+                "late_events": state.late_events,
+                "windows": state.describe_all(self.settings.window_ms),
+            })
+
+        @app.page("/ready")
+        async def ready(web: faust.web.View, request: faust.web.Request) -> Any:
+            ok = self.ingest.ready.is_set() and bool(self.active_partitions())
+            return _json(web, {"ready": ok}, 200 if ok else 503)
+
+    def apply(self, partition: int, events: list) -> Outcome:
+        proc = self.processors.get(partition)
+        if proc is None:
+            proc = self.processors[partition] = self._restore(partition)
+        out = proc.process(events, time.time(), self.rooms.get)
+        for room, state in out.updated.items():
+            self.rooms[room] = state
+        for room in out.deleted:
+            del self.rooms[room]
+        if events or out.tally.windows_closed:
+            self.clocks[partition] = proc.clock.state()
+        self._count(out)
+        return out
+
+    def _restore(self, partition: int) -> PartitionProcessor:
+        s = self.settings
+        return PartitionProcessor(
+            partition,
+            size_ms=s.window_ms,
+            grace_ms=s.grace_ms,
+            idle_timeout_s=s.idle_timeout_seconds,
+            retention=s.retention_windows,
+            clock_state=self.clocks.get(partition),
+            rooms=[r for r in self.rooms.values() if r.partition == partition],
+            now_s=time.time(),
+        )
+
+    def _count(self, out: Outcome) -> None:
+        t, m = out.tally, self.metrics
+        for src, topic in enumerate(self.settings.source_topics):
+            if t.late_grace[src]:
+                m.late.labels(topic, "grace").inc(t.late_grace[src])
+            if t.late_closed[src]:
+                m.late.labels(topic, "closed").inc(t.late_closed[src])
+        if t.duplicates:
+            m.duplicates.inc(t.duplicates)
+        if t.windows_closed:
+            m.windows_closed.inc(t.windows_closed)
+
+    # -- reads for the web pages -----------------------------------------------------------
+    def active_partitions(self) -> set[int]:
+        """Partitions this worker owns (standby copies of other partitions are not shown)."""
+        topic = self.settings.topic_batches
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
+
+    def active_rooms(self) -> Iterator[RoomState]:
+        active = self.active_partitions()
+        return (state for state in list(self.rooms.values()) if state.partition in active)
+
+    def watermarks(self) -> dict[int, int | None]:
+        active = self.active_partitions()
+        return {p: proc.clock.watermark for p, proc in self.processors.items() if p in active}
+
+
+def _table(app: faust.App, name: str, partitions: int, key: str, value: str) -> faust.Table:
+    schema = faust.Schema(key_serializer=key, value_serializer=value)
+    table = app.Table(name, partitions=partitions, schema=schema)
+    # Table derives its changelog codecs from key_type/value_type; ours are plain codecs.
+    table.key_serializer, table.value_serializer = key, value
+    return table
+
+
+def _json(web: faust.web.View, payload: Any, status: int = 200) -> Any:
+    return web.bytes(orjson.dumps(payload), content_type="application/json", status=status)
+
+
+def create_app(settings: Settings | None = None) -> LivePulse:
+    return LivePulse(settings or Settings())

@@ -1,0 +1,104 @@
+"""The stateful step for one partition: events in log order -> room states and closed windows.
+
+Plain code with no Faust in it; the agent in :mod:`streams.app` only feeds it envelopes and
+writes back what it returns, so every rule here is unit-tested without a broker.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from streams.contract import Ev
+from streams.rooms import RoomState, Tally
+from streams.windows import ClockState, PartitionClock
+
+
+@dataclass
+class Outcome:
+    updated: dict[str, RoomState] = field(default_factory=dict)
+    deleted: list[str] = field(default_factory=list)
+    tally: Tally = field(default_factory=Tally)
+
+
+class PartitionProcessor:
+    """Owns one partition's clock and a schedule of when each room next needs attention."""
+
+    def __init__(
+        self,
+        partition: int,
+        *,
+        size_ms: int,
+        grace_ms: int,
+        idle_timeout_s: float,
+        retention: int,
+        clock_state: ClockState | None,
+        rooms: Iterable[RoomState],
+        now_s: float,
+    ) -> None:
+        self.partition = partition
+        self.size_ms = size_ms
+        self.retention = retention
+        self.clock = PartitionClock.restore(clock_state, grace_ms, idle_timeout_s, now_s)
+        # (watermark at which to look again, room): a window end, or when the room expires.
+        self._due: list[tuple[int, str]] = []
+        for state in rooms:
+            self._schedule(state)
+
+    def _schedule(self, state: RoomState) -> None:
+        ends = [s + self.size_ms for s, w in state.windows.items() if not w.closed]
+        due = min(ends) if ends else self._expiry(state)
+        heapq.heappush(self._due, (due, state.room_id))
+
+    def _expiry(self, state: RoomState) -> int:
+        return state.newest_end(self.size_ms) + self.retention * self.size_ms
+
+    def process(
+        self, events: list[Ev], now_s: float, lookup: Callable[[str], RoomState | None]
+    ) -> Outcome:
+        """Apply a batch (one envelope) and close whatever the new watermark allows."""
+        out = Outcome()
+        clock = self.clock
+        watermark_before = clock.watermark
+        by_room: dict[str, list[tuple[Ev, bool]]] = {}
+        for ev in events:
+            late = clock.observe(ev.src, ev.ts)
+            by_room.setdefault(ev.room, []).append((ev, late))
+        for src in {ev.src for ev in events}:
+            clock.touch(src, now_s)
+
+        for room, items in by_room.items():
+            state = lookup(room)
+            if state is None:
+                state = RoomState(room, self.partition)
+            opened = state.apply(items, self.size_ms, watermark_before, out.tally)
+            for end in opened:
+                heapq.heappush(self._due, (end, room))
+            if not state.windows:
+                heapq.heappush(self._due, (self._expiry(state), room))
+            out.updated[room] = state
+
+        watermark = clock.advance(now_s)
+        if watermark is None:
+            return out
+        gone: set[str] = set()
+        due = self._due
+        while due and due[0][0] <= watermark:
+            _, room = heapq.heappop(due)
+            if room in gone:
+                continue
+            state = out.updated.get(room) or lookup(room)
+            if state is None:
+                continue
+            closed = state.close_until(watermark, self.size_ms, self.retention)
+            if closed:
+                out.tally.windows_closed += closed
+                out.updated[room] = state
+            if not state.has_open() and self._expiry(state) <= watermark:
+                gone.add(room)
+                out.updated.pop(room, None)
+                out.deleted.append(room)
+            else:
+                self._schedule(state)  # the next window end, or the expiry: both > watermark
+        return out

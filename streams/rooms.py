@@ -1,0 +1,230 @@
+"""One room's state: its open and recent closed windows, plus what it needs to be idempotent.
+
+A room's state is one value in a Faust table, so one changelog record carries its counts
+*and* the source offsets already applied to them (``applied``). Replaying records after a
+crash skips what the state has seen instead of counting it twice; no Kafka transactions needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+from datasketches import hll_sketch, tgt_hll_type
+
+from streams.contract import Ev, Kind
+from streams.funnel import COUNT_FIELDS, Counts, derive
+from streams.windows import SOURCES
+
+#: HLL with 2^14 buckets: relative standard error 0.8 %, so "within 2 %" holds at 2.5 sigma.
+#: Below a few thousand distinct viewers the sketch is in its exact list/set mode.
+HLL_LG_K = 14
+
+
+def _new_sketch() -> hll_sketch:
+    return hll_sketch(HLL_LG_K, tgt_hll_type.HLL_4)
+
+
+class WindowRecord(msgspec.Struct, array_like=True):
+    start: int
+    counts: Counts
+    closed: bool
+    unique_viewers: int
+    sketch: bytes | None
+    prev_orders_paid: int | None
+    prev_gmv_cents: int | None
+
+
+class RoomRecord(msgspec.Struct, array_like=True):
+    """The changelog form of :class:`RoomState` (msgpack)."""
+
+    room_id: str
+    partition: int
+    applied: list[int]
+    late_events: int
+    windows: list[WindowRecord]
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(RoomRecord)
+
+
+@dataclass
+class Tally:
+    """What one batch did, for the process metrics."""
+
+    applied: list[int] = field(default_factory=lambda: [0] * SOURCES)
+    late_grace: list[int] = field(default_factory=lambda: [0] * SOURCES)
+    late_closed: list[int] = field(default_factory=lambda: [0] * SOURCES)
+    duplicates: int = 0
+    windows_closed: int = 0
+
+
+class Window:
+    __slots__ = ("closed", "counts", "prev_gmv_cents", "prev_orders_paid", "sketch", "start",
+                 "unique_viewers")
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.counts = Counts()
+        self.closed = False
+        self.sketch: hll_sketch | None = _new_sketch()
+        self.unique_viewers = 0
+        self.prev_orders_paid: int | None = None
+        self.prev_gmv_cents: int | None = None
+
+    def viewers(self) -> int:
+        if self.sketch is None:
+            return self.unique_viewers
+        return round(self.sketch.get_estimate())
+
+    def record(self) -> WindowRecord:
+        sketch = None if self.sketch is None else self.sketch.serialize_compact()
+        return WindowRecord(self.start, self.counts, self.closed, self.unique_viewers, sketch,
+                            self.prev_orders_paid, self.prev_gmv_cents)
+
+    @classmethod
+    def from_record(cls, rec: WindowRecord) -> Window:
+        w = cls.__new__(cls)
+        w.start, w.counts, w.closed, w.unique_viewers = rec.start, rec.counts, rec.closed, rec.unique_viewers
+        w.sketch = None if rec.sketch is None else hll_sketch.deserialize(rec.sketch)
+        w.prev_orders_paid, w.prev_gmv_cents = rec.prev_orders_paid, rec.prev_gmv_cents
+        return w
+
+
+class RoomState:
+    __slots__ = ("applied", "late_events", "partition", "room_id", "windows")
+
+    def __init__(self, room_id: str, partition: int) -> None:
+        self.room_id = room_id
+        self.partition = partition
+        self.applied = [-1] * SOURCES  # last source offset applied, per source topic
+        self.late_events = 0
+        self.windows: dict[int, Window] = {}
+
+    # -- updates -------------------------------------------------------------------------
+    def apply(
+        self,
+        events: list[tuple[Ev, bool]],
+        size_ms: int,
+        watermark: int | None,
+        tally: Tally,
+    ) -> list[int]:
+        """Apply one batch of this room's events (log order, with their lateness flags).
+
+        Returns the ends of windows this batch opened, so the caller can schedule closing.
+        """
+        opened: list[int] = []
+        windows = self.windows
+        applied = self.applied
+        for ev, late in events:
+            src = ev.src
+            if ev.offset <= applied[src]:
+                tally.duplicates += 1
+                continue
+            applied[src] = ev.offset
+            if late:
+                self.late_events += 1
+                tally.late_grace[src] += 1
+                continue
+            start = ev.ts - ev.ts % size_ms
+            if watermark is not None and start + size_ms <= watermark:
+                self.late_events += 1
+                tally.late_closed[src] += 1
+                continue
+            w = windows.get(start)
+            if w is None:
+                w = windows[start] = Window(start)
+                opened.append(start + size_ms)
+            tally.applied[src] += 1
+            c = w.counts
+            kind = ev.kind
+            if kind == Kind.ENTER:
+                c.enters += 1
+                w.sketch.update(ev.user)  # type: ignore[union-attr]
+            elif kind == Kind.IMPRESSION:
+                c.impressions += 1
+            elif kind == Kind.PRODUCT_IMPRESSION:
+                c.product_impressions += 1
+            elif kind == Kind.PRODUCT_CLICK:
+                c.product_clicks += 1
+            elif kind == Kind.LEAVE:
+                c.leaves += 1
+                c.watch_ms_total += ev.value
+            elif kind == Kind.ORDER_CREATED:
+                c.orders_created += 1
+            elif kind == Kind.ORDER_PAID:
+                c.orders_paid += 1
+                c.gmv_cents += ev.value
+            else:  # Kind.ORDER_REFUNDED
+                c.refunds += 1
+                c.refund_cents += ev.value
+        return opened
+
+    def close_until(self, watermark: int, size_ms: int, retention: int) -> int:
+        """Close every window whose end the watermark has reached; keep ``retention`` closed."""
+        closed = 0
+        for start in sorted(self.windows):
+            w = self.windows[start]
+            if w.closed or start + size_ms > watermark:
+                continue
+            prev = self.windows.get(start - size_ms)
+            w.prev_orders_paid = prev.counts.orders_paid if prev else 0
+            w.prev_gmv_cents = prev.counts.gmv_cents if prev else 0
+            w.unique_viewers = w.viewers()
+            w.sketch = None
+            w.closed = True
+            closed += 1
+        closed_starts = sorted(s for s, w in self.windows.items() if w.closed)
+        for start in closed_starts[: max(0, len(closed_starts) - retention)]:
+            del self.windows[start]
+        return closed
+
+    # -- reads ---------------------------------------------------------------------------
+    def has_open(self) -> bool:
+        return any(not w.closed for w in self.windows.values())
+
+    def newest_end(self, size_ms: int) -> int:
+        return max(self.windows, default=-size_ms) + size_ms
+
+    def last_closed(self) -> Window | None:
+        closed = [w for w in self.windows.values() if w.closed]
+        return max(closed, key=lambda w: w.start) if closed else None
+
+    def current_open(self) -> Window | None:
+        opened = [w for w in self.windows.values() if not w.closed]
+        return max(opened, key=lambda w: w.start) if opened else None
+
+    def describe(self, w: Window, size_ms: int) -> dict:
+        """A window as the JSON API and the metrics show it: counts, derived values, bounds."""
+        if w.closed:
+            prev_orders, prev_gmv = w.prev_orders_paid, w.prev_gmv_cents
+        else:
+            prev = self.windows.get(w.start - size_ms)
+            prev_orders = prev.counts.orders_paid if prev else 0
+            prev_gmv = prev.counts.gmv_cents if prev else 0
+        out: dict = {"window_start": w.start, "window_end": w.start + size_ms, "closed": w.closed}
+        counts = msgspec.structs.asdict(w.counts)
+        counts["unique_viewers"] = w.viewers()
+        out.update((name, counts[name]) for name in COUNT_FIELDS)
+        out.update(derive(w.counts, prev_orders, prev_gmv))
+        return out
+
+    def describe_all(self, size_ms: int) -> list[dict]:
+        return [self.describe(self.windows[s], size_ms) for s in sorted(self.windows)]
+
+    # -- changelog form ------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        windows = [self.windows[s].record() for s in sorted(self.windows)]
+        return _encoder.encode(
+            RoomRecord(self.room_id, self.partition, self.applied, self.late_events, windows)
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RoomState:
+        rec = _decoder.decode(data)
+        state = cls(rec.room_id, rec.partition)
+        state.applied = list(rec.applied)
+        state.late_events = rec.late_events
+        state.windows = {w.start: Window.from_record(w) for w in rec.windows}
+        return state

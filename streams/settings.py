@@ -1,0 +1,114 @@
+"""The one settings object. Every knob of LivePulse lives here.
+
+Values come from keyword arguments (command-line options), then from environment variables
+prefixed ``LIVEPULSE_`` (e.g. ``LIVEPULSE_WINDOW_SECONDS=60``), then from the defaults below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LIVEPULSE_", extra="forbid", frozen=True)
+
+    # --- Kafka ---------------------------------------------------------------------------
+    broker: str = Field(
+        "kafka://127.0.0.1:9092",
+        description="Bootstrap servers, Faust style: kafka://host:port[;kafka://host:port].",
+    )
+    app_id: str = Field("livepulse", description="Faust app id; also the consumer group prefix.")
+    partitions: int = Field(4, ge=1, description="Partitions of every topic (co-partitioned).")
+    topic_views: str = "live.views"
+    topic_clicks: str = "live.clicks"
+    topic_orders: str = "live.orders"
+    topic_deadletter: str = "live.deadletter"
+    topic_batches: str = Field(
+        "livepulse.batches", description="Internal topic: validated events, batched per partition."
+    )
+
+    # --- Event time ------------------------------------------------------------------------
+    window_seconds: int = Field(60, ge=1, description="Tumbling window size, aligned to the epoch.")
+    grace_seconds: float = Field(5.0, ge=0, description="Allowed out-of-orderness per partition.")
+    idle_timeout_seconds: float = Field(
+        30.0, gt=0, description="Wall-clock silence after which a topic-partition stops holding "
+        "the watermark back.",
+    )
+    max_skew_seconds: float = Field(
+        60.0, ge=0, description="Event times further ahead of the wall clock are invalid."
+    )
+    retention_windows: int = Field(60, ge=1, description="Closed windows kept per room.")
+
+    # --- Ingest stage ----------------------------------------------------------------------
+    ingest_max_records: int = Field(5000, ge=1, description="Records per fetch in the ingest stage.")
+    ingest_fetch_ms: int = Field(100, ge=1, description="Longest wait for one ingest fetch.")
+    tick_seconds: float = Field(
+        1.0, gt=0, description="Empty batches keep an idle partition's watermark rule running."
+    )
+
+    # --- Worker ----------------------------------------------------------------------------
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=1, le=65535)
+    state_dir: Path = Field(Path("state"), description="Faust data directory, demo logs.")
+    store: str = Field("memory://", description="Faust table store: memory:// or rocksdb://.")
+    standby_replicas: int = Field(1, ge=0)
+    rebalance_timeout_seconds: float = Field(
+        60.0, gt=0, description="Consumer-group rebalance timeout; the embedded broker holds "
+        "JoinGroup this long, so tests and the demo use ~3 s.",
+    )
+    session_timeout_seconds: float = Field(30.0, gt=0)
+    heartbeat_interval_seconds: float = Field(3.0, gt=0)
+    loglevel: str = "info"
+
+    @field_validator("broker")
+    @classmethod
+    def _broker_has_hosts(cls, value: str) -> str:
+        if not _hosts(value):
+            raise ValueError("expected kafka://host:port[;kafka://host:port]")
+        return value
+
+    @property
+    def window_ms(self) -> int:
+        return self.window_seconds * 1000
+
+    @property
+    def grace_ms(self) -> int:
+        return round(self.grace_seconds * 1000)
+
+    @property
+    def max_skew_ms(self) -> int:
+        return round(self.max_skew_seconds * 1000)
+
+    @property
+    def source_topics(self) -> tuple[str, str, str]:
+        """Source topics in the order of :class:`streams.contract.Source`."""
+        return (self.topic_views, self.topic_clicks, self.topic_orders)
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """The broker list as aiokafka wants it."""
+        return _hosts(self.broker)
+
+
+def _hosts(url: str) -> list[str]:
+    hosts = []
+    for part in url.replace(",", ";").split(";"):
+        part = part.strip()
+        if "://" in part:
+            part = part.split("://", 1)[1]
+        part = part.rstrip("/")
+        if part:
+            hosts.append(part)
+    return hosts
+
+
+def explain(error: ValidationError) -> str:
+    """One readable line for a bad setting, naming the environment variable behind it."""
+    parts = []
+    for err in error.errors():
+        name = ".".join(str(x) for x in err["loc"]) or "settings"
+        parts.append(f"LIVEPULSE_{name.upper()} ({name}): {err['msg']}")
+    return "invalid settings: " + "; ".join(parts)
