@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from pathlib import Path
 from typing import Annotated, Optional
@@ -27,6 +28,11 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+def quiet_kafka_client() -> None:
+    """The one-shot commands report connection failures themselves, in one line."""
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
 def load(**options: object) -> Settings:
     try:
         return Settings(**{k: v for k, v in options.items() if v is not None})  # type: ignore[arg-type]
@@ -40,6 +46,7 @@ def broker(broker: BrokerOpt = None, partitions: PartitionsOpt = None) -> None:
     from streams import broker as embedded
 
     settings = load(broker=broker, partitions=partitions)
+    quiet_kafka_client()
     try:
         proc = embedded.start_embedded(settings)
         asyncio.run(embedded.ensure_topics(settings))
@@ -92,6 +99,7 @@ def produce(
     from streams.produce import InputError, produce_file
 
     settings = load(broker=broker, partitions=partitions)
+    quiet_kafka_client()
     try:
         console.print(asyncio.run(produce_file(file, settings)))
     except (InputError, BrokerError) as exc:

@@ -98,7 +98,8 @@ class PartitionProcessor:
             if not state.has_open() and self._expiry(state) <= watermark:
                 gone.add(room)
                 out.updated.pop(room, None)
-                out.deleted.append(room)
+                if lookup(room) is not None:  # a room born in this batch was never stored
+                    out.deleted.append(room)
             else:
                 self._schedule(state)  # the next window end, or the expiry: both > watermark
         return out

@@ -42,6 +42,7 @@ class RoomRecord(msgspec.Struct, array_like=True):
     partition: int
     applied: list[int]
     late_events: int
+    last_ts: int
     windows: list[WindowRecord]
 
 
@@ -93,13 +94,14 @@ class Window:
 
 
 class RoomState:
-    __slots__ = ("applied", "late_events", "partition", "room_id", "windows")
+    __slots__ = ("applied", "last_ts", "late_events", "partition", "room_id", "windows")
 
     def __init__(self, room_id: str, partition: int) -> None:
         self.room_id = room_id
         self.partition = partition
         self.applied = [-1] * SOURCES  # last source offset applied, per source topic
         self.late_events = 0
+        self.last_ts = -1  # newest event time of the room, late events included
         self.windows: dict[int, Window] = {}
 
     # -- updates -------------------------------------------------------------------------
@@ -123,6 +125,8 @@ class RoomState:
                 tally.duplicates += 1
                 continue
             applied[src] = ev.offset
+            if ev.ts > self.last_ts:
+                self.last_ts = ev.ts
             if late:
                 self.late_events += 1
                 tally.late_grace[src] += 1
@@ -185,7 +189,9 @@ class RoomState:
         return any(not w.closed for w in self.windows.values())
 
     def newest_end(self, size_ms: int) -> int:
-        return max(self.windows, default=-size_ms) + size_ms
+        """End of the room's newest window, or of the window its newest (late) event fell in."""
+        newest = max(self.windows, default=-size_ms)
+        return max(newest, self.last_ts - self.last_ts % size_ms) + size_ms
 
     def last_closed(self) -> Window | None:
         closed = [w for w in self.windows.values() if w.closed]
@@ -217,7 +223,8 @@ class RoomState:
     def to_bytes(self) -> bytes:
         windows = [self.windows[s].record() for s in sorted(self.windows)]
         return _encoder.encode(
-            RoomRecord(self.room_id, self.partition, self.applied, self.late_events, windows)
+            RoomRecord(self.room_id, self.partition, self.applied, self.late_events, self.last_ts,
+                       windows)
         )
 
     @classmethod
@@ -226,5 +233,6 @@ class RoomState:
         state = cls(rec.room_id, rec.partition)
         state.applied = list(rec.applied)
         state.late_events = rec.late_events
+        state.last_ts = rec.last_ts
         state.windows = {w.start: Window.from_record(w) for w in rec.windows}
         return state

@@ -1,0 +1,54 @@
+"""Bad options and files: one readable line on stderr, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
+
+
+def _one_line_error(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2, proc
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def test_produce_reports_the_bad_line_before_sending(tmp_path: Path) -> None:
+    f = tmp_path / "events.jsonl"
+    f.write_text('{"type": "enter", "room_id": "r1"}\n{"type": "enter", "room_id": \n')
+    # an unreachable broker: nothing is attempted because the file is checked first
+    line = _one_line_error(run("produce", str(f), "--broker", "kafka://127.0.0.1:1"))
+    assert f"{f}:2: not JSON" in line
+
+
+def test_produce_unknown_type(tmp_path: Path) -> None:
+    f = tmp_path / "events.jsonl"
+    f.write_text('{"type": "shipped", "room_id": "r1"}\n')
+    assert "unknown event type 'shipped'" in _one_line_error(run("produce", str(f)))
+
+
+def test_produce_missing_file(tmp_path: Path) -> None:
+    line = _one_line_error(run("produce", str(tmp_path / "nope.jsonl")))
+    assert "cannot read" in line
+
+
+def test_produce_unreachable_broker(tmp_path: Path) -> None:
+    f = tmp_path / "events.jsonl"
+    f.write_text('{"type": "enter", "room_id": "r1"}\n')
+    line = _one_line_error(run("produce", str(f), "--broker", "kafka://127.0.0.1:1"))
+    assert "cannot reach Kafka at kafka://127.0.0.1:1" in line
+
+
+def test_bad_setting_from_the_environment() -> None:
+    line = _one_line_error(run("worker", env={"LIVEPULSE_GRACE_SECONDS": "soon"}))
+    assert "LIVEPULSE_GRACE_SECONDS" in line
