@@ -1,3 +1,3 @@
-"""LivePulse: per-room live-commerce funnel metrics from Kafka, kept by Faust, served to Prometheus."""
+"""LivePulse: per-room live-commerce funnel metrics, from Kafka through Faust to Prometheus."""
 
 __version__ = "0.1.0"

@@ -87,9 +87,7 @@ class LivePulse:
         self.rooms = _table(app, "rooms", s.partitions, "livepulse-utf8", "livepulse-room")
         self.clocks = _table(app, "clocks", s.partitions, "json", "livepulse-clock")
         self.batches = app.topic(s.topic_batches, partitions=s.partitions)
-        self.registry.register(
-            RoomCollector(self.active_rooms, self.watermarks, s.window_ms)
-        )
+        self.registry.register(RoomCollector(self.active_rooms, self.watermarks, s.window_ms))
         self._wire()
 
     # -- the stateful agent ----------------------------------------------------------------
@@ -113,7 +111,9 @@ class LivePulse:
 
         @app.page("/metrics")
         async def metrics(web: faust.web.View, request: faust.web.Request) -> Any:
-            return web.bytes(generate_latest(self.registry), content_type=CONTENT_TYPE_LATEST)
+            return web.bytes(
+                generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            )
 
         @app.page("/rooms")
         async def rooms_index(web: faust.web.View, request: faust.web.Request) -> Any:
@@ -121,26 +121,29 @@ class LivePulse:
             size = self.settings.window_ms
             for state in sorted(self.active_rooms(), key=lambda r: r.room_id):
                 last, current = state.last_closed(), state.current_open()
-                rows.append({
-                    "room_id": state.room_id,
-                    "late_events": state.late_events,
-                    "last_closed": None if last is None else state.describe(last, size),
-                    "open": None if current is None else state.describe(current, size),
-                })
+                rows.append(
+                    {
+                        "room_id": state.room_id,
+                        "late_events": state.late_events,
+                        "last_closed": None if last is None else state.describe(last, size),
+                        "open": None if current is None else state.describe(current, size),
+                    }
+                )
             return _json(web, {"rooms": rows})
 
         @app.page("/rooms/{room_id}")
-        async def room_detail(
-            web: faust.web.View, request: faust.web.Request, room_id: str
-        ) -> Any:
+        async def room_detail(web: faust.web.View, request: faust.web.Request, room_id: str) -> Any:
             state = self.rooms.get(room_id)
             if state is None or state.partition not in self.active_partitions():
                 return _json(web, {"error": f"room {room_id!r} is not on this worker"}, 404)
-            return _json(web, {
-                "room_id": room_id,
-                "late_events": state.late_events,
-                "windows": state.describe_all(self.settings.window_ms),
-            })
+            return _json(
+                web,
+                {
+                    "room_id": room_id,
+                    "late_events": state.late_events,
+                    "windows": state.describe_all(self.settings.window_ms),
+                },
+            )
 
         @app.page("/ready")
         async def ready(web: faust.web.View, request: faust.web.Request) -> Any:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
@@ -14,13 +14,17 @@ from rich.console import Console
 
 from streams.settings import Settings, explain
 
-cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="LivePulse: per-room live-commerce funnel metrics from Kafka.")
+cli = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="LivePulse: per-room live-commerce funnel metrics from Kafka.",
+)
 console = Console()
 err = Console(stderr=True)
 
-BrokerOpt = Annotated[Optional[str], typer.Option(help="Bootstrap servers, kafka://host:port.")]  # noqa: UP007
-PartitionsOpt = Annotated[Optional[int], typer.Option(help="Partitions of every topic.")]  # noqa: UP007
+BrokerOpt = Annotated[str | None, typer.Option(help="Bootstrap servers, kafka://host:port.")]
+PartitionsOpt = Annotated[int | None, typer.Option(help="Partitions of every topic.")]
 
 
 def fail(message: str) -> typer.Exit:
@@ -42,7 +46,7 @@ def load(**options: object) -> Settings:
 
 @cli.command()
 def broker(broker: BrokerOpt = None, partitions: PartitionsOpt = None) -> None:
-    """Run the embedded Kafka-protocol broker (Tansu, memory only) on loopback; creates the topics."""
+    """Run the embedded Kafka-protocol broker (Tansu, memory only) on loopback, with the topics."""
     from streams import broker as embedded
 
     settings = load(broker=broker, partitions=partitions)
@@ -66,9 +70,9 @@ def broker(broker: BrokerOpt = None, partitions: PartitionsOpt = None) -> None:
 def worker(
     broker: BrokerOpt = None,
     partitions: PartitionsOpt = None,
-    web_port: Annotated[Optional[int], typer.Option(help="HTTP port for /metrics, /rooms.")] = None,  # noqa: UP007
-    web_host: Annotated[Optional[str], typer.Option(help="HTTP bind address.")] = None,  # noqa: UP007
-    loglevel: Annotated[Optional[str], typer.Option("--loglevel", "-l")] = None,  # noqa: UP007
+    web_port: Annotated[int | None, typer.Option(help="HTTP port for /metrics, /rooms.")] = None,
+    web_host: Annotated[str | None, typer.Option(help="HTTP bind address.")] = None,
+    loglevel: Annotated[str | None, typer.Option("--loglevel", "-l")] = None,
 ) -> None:
     """Run the Faust worker: ingest, per-room windows, /metrics and /rooms."""
     import faust
@@ -76,14 +80,21 @@ def worker(
     from streams.app import create_app
     from streams.broker import BrokerError, ensure_topics
 
-    settings = load(broker=broker, partitions=partitions, web_port=web_port, web_host=web_host,
-                    loglevel=loglevel)
+    settings = load(
+        broker=broker,
+        partitions=partitions,
+        web_port=web_port,
+        web_host=web_host,
+        loglevel=loglevel,
+    )
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    quiet_kafka_client()
     try:
         loop.run_until_complete(ensure_topics(settings))
     except BrokerError as exc:
         raise fail(str(exc)) from None
+    logging.getLogger("aiokafka").setLevel(logging.NOTSET)
     pulse = create_app(settings)
     faust.Worker(pulse.app, loop=loop, loglevel=settings.loglevel).execute_from_commandline()
 
@@ -109,8 +120,8 @@ def produce(
 @cli.command()
 def demo(
     broker: BrokerOpt = None,
-    web_port: Annotated[Optional[int], typer.Option(help="HTTP port of the worker.")] = None,  # noqa: UP007
-    duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds.")] = None,  # noqa: UP007
+    web_port: Annotated[int | None, typer.Option(help="HTTP port of the worker.")] = None,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
 ) -> None:
     """Everything at once: embedded broker, demo traffic, worker, and a live table of rooms."""
     from streams.broker import BrokerError

@@ -31,7 +31,9 @@ DEMO_DEFAULTS = {
 
 def demo_settings(**options: object) -> Settings:
     """Settings for the demo: env and options win; otherwise the fast-join defaults."""
-    overrides = {k: v for k, v in DEMO_DEFAULTS.items() if f"LIVEPULSE_{k.upper()}" not in os.environ}
+    overrides = {
+        k: v for k, v in DEMO_DEFAULTS.items() if f"LIVEPULSE_{k.upper()}" not in os.environ
+    }
     overrides.update({k: v for k, v in options.items() if v is not None})
     return Settings(**overrides)  # type: ignore[arg-type]
 
@@ -56,13 +58,24 @@ class DemoTraffic:
         ]
         self.sequence = 0
 
-    def _event(self, room: str, user: int, type_: str, ts: int, **extra: object) -> tuple[str, bytes, bytes]:
+    def _event(
+        self, room: str, user: int, type_: str, ts: int, **extra: object
+    ) -> tuple[str, bytes, bytes]:
         self.sequence += 1
-        event = {"event_id": f"demo-{self.sequence}", "room_id": room, "user_id": f"u{user}",
-                 "ts": ts, "type": type_, **extra}
+        event = {
+            "event_id": f"demo-{self.sequence}",
+            "room_id": room,
+            "user_id": f"u{user}",
+            "ts": ts,
+            "type": type_,
+            **extra,
+        }
         topics = self.settings.source_topics
-        topic = topics[0] if type_ in ("impression", "enter", "leave") else (
-            topics[1] if type_.startswith("product_") else topics[2])
+        topic = (
+            topics[0]
+            if type_ in ("impression", "enter", "leave")
+            else (topics[1] if type_.startswith("product_") else topics[2])
+        )
         return topic, room.encode(), orjson.dumps(event)
 
     def second(self, now_ms: int) -> list[tuple[str, bytes, bytes]]:
@@ -80,12 +93,19 @@ class DemoTraffic:
                 if rng.random() < 0.3:
                     out.append(self._event(room, user, "product_click", ts, product_id=product))
                     if rng.random() < paying * 4:
-                        order = dict(order_id=f"o{self.sequence}", product_id=product, quantity=1,
-                                     amount_cents=rng.choice((990, 4990, 12900)), currency="CNY")
+                        order = dict(
+                            order_id=f"o{self.sequence}",
+                            product_id=product,
+                            quantity=1,
+                            amount_cents=rng.choice((990, 4990, 12900)),
+                            currency="CNY",
+                        )
                         out.append(self._event(room, user, "created", ts, **order))
                         if rng.random() < 0.85:
                             out.append(self._event(room, user, "paid", ts, **order))
-                out.append(self._event(room, user, "leave", ts, watch_ms=rng.randrange(1000, 60000)))
+                out.append(
+                    self._event(room, user, "leave", ts, watch_ms=rng.randrange(1000, 60000))
+                )
         return out
 
     async def run(self) -> None:
@@ -112,10 +132,21 @@ def _get(url: str) -> dict | None:
 
 def _table(payload: dict) -> Table:
     table = Table(title="LivePulse — open windows (updating every second)")
-    for col in ("room", "window", "enters", "clicks", "paid", "conversion", "GMV", "GPM",
-                "last closed conv."):
+    for col in (
+        "room",
+        "window",
+        "enters",
+        "clicks",
+        "paid",
+        "conversion",
+        "GMV",
+        "GPM",
+        "last closed conv.",
+    ):
         table.add_column(col, justify="left" if col == "room" else "right")
-    rows = sorted(payload.get("rooms", []), key=lambda r: -((r.get("open") or {}).get("gmv_cents", 0)))
+    rows = sorted(
+        payload.get("rooms", []), key=lambda r: -((r.get("open") or {}).get("gmv_cents", 0))
+    )
     for room in rows:
         w, last = room.get("open") or {}, room.get("last_closed") or {}
 
@@ -125,9 +156,13 @@ def _table(payload: dict) -> Table:
         table.add_row(
             room["room_id"],
             time.strftime("%H:%M", time.localtime(w["window_start"] / 1000)) if w else "—",
-            str(w.get("enters", 0)), str(w.get("product_clicks", 0)), str(w.get("orders_paid", 0)),
-            pct(w.get("conversion_rate")), f"{w.get('gmv_cents', 0) / 100:,.2f}",
-            "—" if w.get("gpm") is None else f"{w['gpm']:,.0f}", pct(last.get("conversion_rate")),
+            str(w.get("enters", 0)),
+            str(w.get("product_clicks", 0)),
+            str(w.get("orders_paid", 0)),
+            pct(w.get("conversion_rate")),
+            f"{w.get('gmv_cents', 0) / 100:,.2f}",
+            "—" if w.get("gpm") is None else f"{w['gpm']:,.0f}",
+            pct(last.get("conversion_rate")),
         )
     return table
 
@@ -143,8 +178,11 @@ def run_demo(settings: Settings, duration: float | None, console: Console) -> No
         console.print(f"starting the worker (log: {log_path})")
         with open(log_path, "ab") as log:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker"], env=settings_env(settings),
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                [sys.executable, "-m", "streams.cli", "worker"],
+                env=settings_env(settings),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
             )
         try:
             asyncio.run(_demo_loop(settings, worker, started, duration, console))
@@ -159,7 +197,10 @@ def run_demo(settings: Settings, duration: float | None, console: Console) -> No
 
 
 async def _demo_loop(
-    settings: Settings, worker: subprocess.Popen, started: float, duration: float | None,
+    settings: Settings,
+    worker: subprocess.Popen,
+    started: float,
+    duration: float | None,
     console: Console,
 ) -> None:
     base = f"http://{settings.web_host}:{settings.web_port}"
@@ -170,7 +211,10 @@ async def _demo_loop(
                 raise SystemExit(f"the worker exited with code {worker.returncode}; see its log")
             await asyncio.sleep(0.2)
         console.print(f"ready after {time.monotonic() - started:.1f} s")
-        console.print(f"  metrics: {base}/metrics\n  rooms:   {base}/rooms\n  one room: {base}/rooms/demo-room-01")
+        console.print(
+            f"  metrics:  {base}/metrics\n  rooms:    {base}/rooms\n"
+            f"  one room: {base}/rooms/demo-room-01"
+        )
         console.print("Ctrl-C to stop")
         until = None if duration is None else time.monotonic() + duration
         with Live(console=console, refresh_per_second=2) as live:
@@ -179,7 +223,9 @@ async def _demo_loop(
                 if payload is not None:
                     live.update(_table(payload))
                 if worker.poll() is not None:
-                    raise SystemExit(f"the worker exited with code {worker.returncode}; see its log")
+                    raise SystemExit(
+                        f"the worker exited with code {worker.returncode}; see its log"
+                    )
                 await asyncio.sleep(1)
     finally:
         traffic.cancel()

@@ -64,7 +64,9 @@ class Ingest:
         )
         consumer.subscribe(list(s.source_topics), listener=_Assignment(self))
         producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap_servers, acks="all", linger_ms=2,
+            bootstrap_servers=s.bootstrap_servers,
+            acks="all",
+            linger_ms=2,
             max_request_size=4 * 1024 * 1024,
         )
         await producer.start()
@@ -80,7 +82,9 @@ class Ingest:
 
     async def _step(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
         s = self.settings
-        fetched = await consumer.getmany(timeout_ms=s.ingest_fetch_ms, max_records=s.ingest_max_records)
+        fetched = await consumer.getmany(
+            timeout_ms=s.ingest_fetch_ms, max_records=s.ingest_max_records
+        )
         now = time.time()
         now_ms = int(now * 1000)
         per_partition: dict[int, list[Ev]] = {}
@@ -91,7 +95,9 @@ class Ingest:
             self.metrics.consumed.labels(tp.topic).inc(len(records))
             for rec in records:
                 try:
-                    bucket.append(decode(src, rec.offset, rec.key, rec.value, now_ms, s.max_skew_ms))
+                    bucket.append(
+                        decode(src, rec.offset, rec.key, rec.value, now_ms, s.max_skew_ms)
+                    )
                 except InvalidRecord as bad:
                     self.metrics.invalid.labels(tp.topic, bad.category).inc()
                     headers = [
@@ -101,16 +107,26 @@ class Ingest:
                         ("source_offset", str(rec.offset).encode()),
                         ("reason", bad.reason.encode()),
                     ]
-                    pending.append(await producer.send(
-                        s.topic_deadletter, rec.value, key=rec.key, headers=headers,
-                        partition=tp.partition,
-                    ))
+                    pending.append(
+                        await producer.send(
+                            s.topic_deadletter,
+                            rec.value,
+                            key=rec.key,
+                            headers=headers,
+                            partition=tp.partition,
+                        )
+                    )
         for partition in self.partitions:
-            if partition not in per_partition and now - self._last_sent.get(partition, 0) >= s.tick_seconds:
+            if (
+                partition not in per_partition
+                and now - self._last_sent.get(partition, 0) >= s.tick_seconds
+            ):
                 per_partition[partition] = []  # a tick
         for partition, events in per_partition.items():
-            chunks = [events[i : i + MAX_EVENTS_PER_ENVELOPE]
-                      for i in range(0, len(events), MAX_EVENTS_PER_ENVELOPE)] or [[]]
+            chunks = [
+                events[i : i + MAX_EVENTS_PER_ENVELOPE]
+                for i in range(0, len(events), MAX_EVENTS_PER_ENVELOPE)
+            ] or [[]]
             for chunk in chunks:
                 data = envelope.encode(envelope.Envelope(partition, now_ms, chunk))
                 pending.append(await producer.send(s.topic_batches, data, partition=partition))

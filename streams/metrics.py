@@ -53,18 +53,22 @@ class PipelineMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.consumed = Counter(
-            "livepulse_events_consumed", "Records read from the source topics.", ["topic"],
+            "livepulse_events_consumed",
+            "Records read from the source topics.",
+            ["topic"],
             registry=registry,
         )
         self.invalid = Counter(
             "livepulse_events_invalid",
             "Records that broke the contract and went to the dead-letter topic.",
-            ["topic", "reason"], registry=registry,
+            ["topic", "reason"],
+            registry=registry,
         )
         self.late = Counter(
             "livepulse_events_late",
             "Events not applied: beyond grace (reason=grace) or for a closed window (closed).",
-            ["topic", "reason"], registry=registry,
+            ["topic", "reason"],
+            registry=registry,
         )
         self.duplicates = Counter(
             "livepulse_events_duplicate",
@@ -99,7 +103,8 @@ class RoomCollector(Collector):
             "livepulse_room_window_start_timestamp_seconds", "Start of the window.", labels=labels
         )
         late = CounterMetricFamily(
-            "livepulse_room_late_events", "Late events of the room, not applied.",
+            "livepulse_room_late_events",
+            "Late events of the room, not applied.",
             labels=["room_id"],
         )
         rooms = 0
@@ -124,11 +129,13 @@ class RoomCollector(Collector):
         now = time.time()
         lag = GaugeMetricFamily(
             "livepulse_partition_watermark_lag_seconds",
-            "Wall clock minus the partition's watermark.", labels=["partition"],
+            "Wall clock minus the partition's watermark.",
+            labels=["partition"],
         )
         mark = GaugeMetricFamily(
             "livepulse_partition_watermark_timestamp_seconds",
-            "The partition's event-time watermark.", labels=["partition"],
+            "The partition's event-time watermark.",
+            labels=["partition"],
         )
         for partition, watermark in sorted(self._watermarks().items()):
             if watermark is not None:

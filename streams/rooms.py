@@ -62,8 +62,15 @@ class Tally:
 
 
 class Window:
-    __slots__ = ("closed", "counts", "prev_gmv_cents", "prev_orders_paid", "sketch", "start",
-                 "unique_viewers")
+    __slots__ = (
+        "closed",
+        "counts",
+        "prev_gmv_cents",
+        "prev_orders_paid",
+        "sketch",
+        "start",
+        "unique_viewers",
+    )
 
     def __init__(self, start: int) -> None:
         self.start = start
@@ -81,13 +88,25 @@ class Window:
 
     def record(self) -> WindowRecord:
         sketch = None if self.sketch is None else self.sketch.serialize_compact()
-        return WindowRecord(self.start, self.counts, self.closed, self.unique_viewers, sketch,
-                            self.prev_orders_paid, self.prev_gmv_cents)
+        return WindowRecord(
+            self.start,
+            self.counts,
+            self.closed,
+            self.unique_viewers,
+            sketch,
+            self.prev_orders_paid,
+            self.prev_gmv_cents,
+        )
 
     @classmethod
     def from_record(cls, rec: WindowRecord) -> Window:
         w = cls.__new__(cls)
-        w.start, w.counts, w.closed, w.unique_viewers = rec.start, rec.counts, rec.closed, rec.unique_viewers
+        w.start, w.counts, w.closed, w.unique_viewers = (
+            rec.start,
+            rec.counts,
+            rec.closed,
+            rec.unique_viewers,
+        )
         w.sketch = None if rec.sketch is None else hll_sketch.deserialize(rec.sketch)
         w.prev_orders_paid, w.prev_gmv_cents = rec.prev_orders_paid, rec.prev_gmv_cents
         return w
@@ -223,8 +242,9 @@ class RoomState:
     def to_bytes(self) -> bytes:
         windows = [self.windows[s].record() for s in sorted(self.windows)]
         return _encoder.encode(
-            RoomRecord(self.room_id, self.partition, self.applied, self.late_events, self.last_ts,
-                       windows)
+            RoomRecord(
+                self.room_id, self.partition, self.applied, self.late_events, self.last_ts, windows
+            )
         )
 
     @classmethod

@@ -34,7 +34,9 @@ class Settings(BaseSettings):
     window_seconds: int = Field(60, ge=1, description="Tumbling window size, aligned to the epoch.")
     grace_seconds: float = Field(5.0, ge=0, description="Allowed out-of-orderness per partition.")
     idle_timeout_seconds: float = Field(
-        30.0, gt=0, description="Wall-clock silence after which a topic-partition stops holding "
+        30.0,
+        gt=0,
+        description="Wall-clock silence after which a topic-partition stops holding "
         "the watermark back.",
     )
     max_skew_seconds: float = Field(
@@ -43,7 +45,9 @@ class Settings(BaseSettings):
     retention_windows: int = Field(60, ge=1, description="Closed windows kept per room.")
 
     # --- Ingest stage ----------------------------------------------------------------------
-    ingest_max_records: int = Field(5000, ge=1, description="Records per fetch in the ingest stage.")
+    ingest_max_records: int = Field(
+        5000, ge=1, description="Records per fetch in the ingest stage."
+    )
     ingest_fetch_ms: int = Field(100, ge=1, description="Longest wait for one ingest fetch.")
     tick_seconds: float = Field(
         1.0, gt=0, description="Empty batches keep an idle partition's watermark rule running."
@@ -56,7 +60,9 @@ class Settings(BaseSettings):
     store: str = Field("memory://", description="Faust table store: memory:// or rocksdb://.")
     standby_replicas: int = Field(1, ge=0)
     rebalance_timeout_seconds: float = Field(
-        60.0, gt=0, description="Consumer-group rebalance timeout; the embedded broker holds "
+        60.0,
+        gt=0,
+        description="Consumer-group rebalance timeout; the embedded broker holds "
         "JoinGroup this long, so tests and the demo use ~3 s.",
     )
     session_timeout_seconds: float = Field(30.0, gt=0)

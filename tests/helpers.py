@@ -12,12 +12,15 @@ _KIND = {cls.__struct_config__.tag: kind for cls, kind in KIND_OF.items()}
 def assert_windows_equal(actual: list[dict], expected: list[dict]) -> None:
     """Counts exactly; derived floats to 1e-12 relative (they are exact quotients)."""
     assert len(actual) == len(expected), (actual, expected)
-    for got, want in zip(actual, expected):
+    for got, want in zip(actual, expected, strict=True):
         assert set(got) == set(want), set(got) ^ set(want)
         for key, value in want.items():
             if isinstance(value, float):
                 assert got[key] is not None and math.isclose(got[key], value, rel_tol=1e-12), (
-                    key, got[key], value)
+                    key,
+                    got[key],
+                    value,
+                )
             else:
                 assert got[key] == value and type(got[key]) is type(value), (key, got[key], value)
 

@@ -18,13 +18,25 @@ NOW = 1_700_000_000_000
 SKEW = 60_000
 
 VALIDATORS = {
-    Source.VIEWS: Draft202012Validator(json.loads((SCHEMAS / "live.views.schema.json").read_text())),
-    Source.CLICKS: Draft202012Validator(json.loads((SCHEMAS / "live.clicks.schema.json").read_text())),
-    Source.ORDERS: Draft202012Validator(json.loads((SCHEMAS / "live.orders.schema.json").read_text())),
+    Source.VIEWS: Draft202012Validator(
+        json.loads((SCHEMAS / "live.views.schema.json").read_text())
+    ),
+    Source.CLICKS: Draft202012Validator(
+        json.loads((SCHEMAS / "live.clicks.schema.json").read_text())
+    ),
+    Source.ORDERS: Draft202012Validator(
+        json.loads((SCHEMAS / "live.orders.schema.json").read_text())
+    ),
 }
 
 BASE = {"event_id": "e1", "room_id": "r1", "user_id": "u1", "ts": NOW - 1000}
-ORDER = {"order_id": "o1", "product_id": "p1", "quantity": 2, "amount_cents": 1999, "currency": "CNY"}
+ORDER = {
+    "order_id": "o1",
+    "product_id": "p1",
+    "quantity": 2,
+    "amount_cents": 1999,
+    "currency": "CNY",
+}
 
 VALID = [
     (Source.VIEWS, {**BASE, "type": "impression"}),
@@ -110,17 +122,43 @@ def test_event_time_at_the_skew_limit_is_valid() -> None:
 
 _json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=4),
-    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=3), inner, max_size=2),
+    lambda inner: (
+        st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=3), inner, max_size=2)
+    ),
     max_leaves=4,
 )
 _field_values = st.one_of(
-    st.integers(-3, 3), st.integers(0, 2**40), st.sampled_from(["", "x", "CNY", "cny", "1"]),
-    st.none(), st.booleans(), _json_values,
+    st.integers(-3, 3),
+    st.integers(0, 2**40),
+    st.sampled_from(["", "x", "CNY", "cny", "1"]),
+    st.none(),
+    st.booleans(),
+    _json_values,
 )
-_names = ["event_id", "room_id", "user_id", "ts", "type", "watch_ms", "product_id", "order_id",
-          "quantity", "amount_cents", "currency"]
-_types = ["impression", "enter", "leave", "product_impression", "product_click", "created", "paid",
-          "refunded", "other"]
+_names = [
+    "event_id",
+    "room_id",
+    "user_id",
+    "ts",
+    "type",
+    "watch_ms",
+    "product_id",
+    "order_id",
+    "quantity",
+    "amount_cents",
+    "currency",
+]
+_types = [
+    "impression",
+    "enter",
+    "leave",
+    "product_impression",
+    "product_click",
+    "created",
+    "paid",
+    "refunded",
+    "other",
+]
 
 
 @st.composite

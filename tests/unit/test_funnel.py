@@ -6,8 +6,14 @@ from streams.funnel import DERIVED_FIELDS, Counts, derive
 
 
 def test_all_derived_values_from_hand_counts() -> None:
-    c = Counts(impressions=200, enters=50, product_impressions=40, product_clicks=10,
-               orders_paid=4, gmv_cents=39_600)
+    c = Counts(
+        impressions=200,
+        enters=50,
+        product_impressions=40,
+        product_clicks=10,
+        orders_paid=4,
+        gmv_cents=39_600,
+    )
     d = derive(c, prev_orders_paid=2, prev_gmv_cents=50_000)
     assert set(d) == set(DERIVED_FIELDS)
     assert d["enter_rate"] == 0.25
@@ -26,8 +32,11 @@ def test_zero_denominators_give_none_not_zero() -> None:
 
 
 def test_zero_numerators_give_zero() -> None:
-    d = derive(Counts(impressions=3, enters=2, product_impressions=1, product_clicks=1),
-               prev_orders_paid=5, prev_gmv_cents=100)
+    d = derive(
+        Counts(impressions=3, enters=2, product_impressions=1, product_clicks=1),
+        prev_orders_paid=5,
+        prev_gmv_cents=100,
+    )
     assert d["conversion_rate"] == 0.0
     assert d["gpm"] == 0.0
     assert d["order_growth"] == -1.0

@@ -29,9 +29,16 @@ class Harness:
         self.proc = self._new()
 
     def _new(self) -> PartitionProcessor:
-        return PartitionProcessor(0, size_ms=60_000, grace_ms=5_000, idle_timeout_s=1e9,
-                                  retention=self.retention, clock_state=self.clock,
-                                  rooms=self.table.values(), now_s=0.0)
+        return PartitionProcessor(
+            0,
+            size_ms=60_000,
+            grace_ms=5_000,
+            idle_timeout_s=1e9,
+            retention=self.retention,
+            clock_state=self.clock,
+            rooms=self.table.values(),
+            now_s=0.0,
+        )
 
     def feed(self, events: list[Ev]) -> None:
         out = self.proc.process(events, 1.0, self.table.get)
@@ -48,8 +55,10 @@ class Harness:
 
 
 def flush(offsets: list[int], at: int = FLUSH_AT) -> list[Ev]:
-    return [Ev(src, offsets[src] + 1000, at, "flush", int(kind), "f")
-            for src, kind in ((0, Kind.ENTER), (1, Kind.PRODUCT_CLICK), (2, Kind.ORDER_CREATED))]
+    return [
+        Ev(src, offsets[src] + 1000, at, "flush", int(kind), "f")
+        for src, kind in ((0, Kind.ENTER), (1, Kind.PRODUCT_CLICK), (2, Kind.ORDER_CREATED))
+    ]
 
 
 def test_hand_computed_scenario() -> None:
@@ -75,17 +84,28 @@ def test_same_input_in_single_event_batches_gives_the_same_windows() -> None:
 def _logs(seed: int) -> list[list[Ev]]:
     """Three topic logs for a few rooms, with out-of-order and late events in them."""
     rng = random.Random(seed)
-    kinds = {0: [Kind.IMPRESSION, Kind.ENTER, Kind.LEAVE],
-             1: [Kind.PRODUCT_IMPRESSION, Kind.PRODUCT_CLICK],
-             2: [Kind.ORDER_CREATED, Kind.ORDER_PAID, Kind.ORDER_REFUNDED]}
+    kinds = {
+        0: [Kind.IMPRESSION, Kind.ENTER, Kind.LEAVE],
+        1: [Kind.PRODUCT_IMPRESSION, Kind.PRODUCT_CLICK],
+        2: [Kind.ORDER_CREATED, Kind.ORDER_PAID, Kind.ORDER_REFUNDED],
+    }
     logs = []
     for src in range(3):
         t, log = BASE, []
         for offset in range(rng.randrange(20, 80)):
             t += rng.randrange(0, 9000)
             ts = t - rng.choice([0, 0, 0, 3000, 5000, 12000])  # some on time, some late
-            log.append(Ev(src, offset, max(ts, BASE), f"r{rng.randrange(3)}", int(rng.choice(kinds[src])),
-                          f"u{rng.randrange(20)}", rng.randrange(0, 5000)))
+            log.append(
+                Ev(
+                    src,
+                    offset,
+                    max(ts, BASE),
+                    f"r{rng.randrange(3)}",
+                    int(rng.choice(kinds[src])),
+                    f"u{rng.randrange(20)}",
+                    rng.randrange(0, 5000),
+                )
+            )
         logs.append(log)
     return logs
 
@@ -113,8 +133,11 @@ def _run(logs: list[list[Ev]], rng: random.Random, restart_at: int | None = None
             h.feed(merged[back : i + size])
         i += size
     h.feed(flush([len(log) for log in logs]))
-    return {room: (state.late_events, [w for w in state.describe_all(60_000) if w["closed"]])
-            for room, state in sorted(h.table.items()) if room != "flush"}
+    return {
+        room: (state.late_events, [w for w in state.describe_all(60_000) if w["closed"]])
+        for room, state in sorted(h.table.items())
+        if room != "flush"
+    }
 
 
 @settings(max_examples=60, deadline=None)
@@ -129,7 +152,9 @@ def test_topic_interleaving_does_not_change_closed_windows(seed: int, a: int, b:
 
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 400))
-def test_restart_with_replayed_records_counts_nothing_twice(seed: int, order: int, cut: int) -> None:
+def test_restart_with_replayed_records_counts_nothing_twice(
+    seed: int, order: int, cut: int
+) -> None:
     logs = _logs(seed)
     once = _run(logs, random.Random(order))
     restarted = _run(logs, random.Random(order), restart_at=cut)
@@ -141,8 +166,10 @@ def test_rooms_expire_after_retention_and_closed_windows_are_capped() -> None:
     offsets = [0, 0, 0]
 
     def at(ts: int, room: str) -> list[Ev]:
-        evs = [Ev(src, offsets[src], ts, room, int(kind), "u")
-               for src, kind in ((0, Kind.ENTER), (1, Kind.PRODUCT_CLICK), (2, Kind.ORDER_CREATED))]
+        evs = [
+            Ev(src, offsets[src], ts, room, int(kind), "u")
+            for src, kind in ((0, Kind.ENTER), (1, Kind.PRODUCT_CLICK), (2, Kind.ORDER_CREATED))
+        ]
         for src in range(3):
             offsets[src] += 1
         return evs
@@ -163,8 +190,16 @@ def test_rooms_expire_after_retention_and_closed_windows_are_capped() -> None:
 
 
 def test_event_for_a_window_closed_by_the_idle_rule_is_late_not_applied() -> None:
-    proc = PartitionProcessor(0, size_ms=60_000, grace_ms=5_000, idle_timeout_s=30,
-                              retention=60, clock_state=None, rooms=[], now_s=0.0)
+    proc = PartitionProcessor(
+        0,
+        size_ms=60_000,
+        grace_ms=5_000,
+        idle_timeout_s=30,
+        retention=60,
+        clock_state=None,
+        rooms=[],
+        now_s=0.0,
+    )
     table: dict[str, RoomState] = {}
 
     def feed(events: list[Ev], now: float):
@@ -175,8 +210,13 @@ def test_event_for_a_window_closed_by_the_idle_rule_is_late_not_applied() -> Non
     feed([Ev(0, 0, BASE + 1000, "r", int(Kind.ENTER), "u1")], now=1)
     feed([Ev(1, 0, BASE + 1000, "r", int(Kind.PRODUCT_CLICK))], now=1)
     # orders never speak; after 30 s they stop holding the watermark
-    out = feed([Ev(0, 1, BASE + 70_000, "r", int(Kind.ENTER), "u2"),
-                Ev(1, 1, BASE + 70_000, "r", int(Kind.PRODUCT_CLICK))], now=40)
+    out = feed(
+        [
+            Ev(0, 1, BASE + 70_000, "r", int(Kind.ENTER), "u2"),
+            Ev(1, 1, BASE + 70_000, "r", int(Kind.PRODUCT_CLICK)),
+        ],
+        now=40,
+    )
     assert out.tally.windows_closed == 1
     # an order within grace of its own topic, but for the window the idle rule closed
     out = feed([Ev(2, 0, BASE + 2000, "r", int(Kind.ORDER_PAID), "", 100)], now=41)

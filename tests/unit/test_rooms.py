@@ -34,16 +34,30 @@ def test_changelog_round_trip_keeps_everything_including_open_sketches() -> None
     room = RoomState("room-ü", 3)
     tally = Tally()
     room.apply([_enter(i, 1000 + i, f"u{i % 7}") for i in range(30)], 60_000, None, tally)
-    room.apply([(Ev(2, 4, 61_000, "room-ü", int(Kind.ORDER_PAID), "", 1234), False),
-                (Ev(0, 99, 500, "room-ü", int(Kind.ENTER), "x"), True)], 60_000, None, tally)
+    room.apply(
+        [
+            (Ev(2, 4, 61_000, "room-ü", int(Kind.ORDER_PAID), "", 1234), False),
+            (Ev(0, 99, 500, "room-ü", int(Kind.ENTER), "x"), True),
+        ],
+        60_000,
+        None,
+        tally,
+    )
     room.close_until(60_000, 60_000, 60)
     copy = RoomState.from_bytes(room.to_bytes())
     assert copy.describe_all(60_000) == room.describe_all(60_000)
     assert (copy.room_id, copy.partition, copy.applied, copy.late_events, copy.last_ts) == (
-        "room-ü", 3, [99, -1, 4], 1, 61_000)
+        "room-ü",
+        3,
+        [99, -1, 4],
+        1,
+        61_000,
+    )
     # the open window's sketch survives: the same new user counts once more on both copies
     for state in (room, copy):
-        state.apply([(Ev(0, 100, 61_500, "room-ü", int(Kind.ENTER), "new"), False)], 60_000, None, Tally())
+        state.apply(
+            [(Ev(0, 100, 61_500, "room-ü", int(Kind.ENTER), "new"), False)], 60_000, None, Tally()
+        )
     assert copy.describe_all(60_000) == room.describe_all(60_000)
 
 

@@ -85,7 +85,9 @@ def test_restore_keeps_maxima_and_watermark() -> None:
     for src in range(3):
         c.observe(src, 50_000 + src)
     c.advance(now_s=1)
-    again = PartitionClock.restore(ClockState(*[c.state().max_ts, c.state().watermark]), GRACE, 1e9, 5)
+    again = PartitionClock.restore(
+        ClockState(*[c.state().max_ts, c.state().watermark]), GRACE, 1e9, 5
+    )
     assert again.max_ts == [50_000, 50_001, 50_002]
     assert again.watermark == 50_000 - GRACE
     assert again.observe(0, 44_000) is True
