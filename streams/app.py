@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import faust
+import mode
 import orjson
 from faust.serializers import codecs
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -100,10 +101,6 @@ class LivePulse:
                 batch = envelope.decode(event.value)
                 self.apply(event.message.partition, batch.events)
 
-        @app.task
-        async def ingest() -> None:
-            await self.ingest.run()
-
         @app.on_partitions_revoked.connect
         async def forget(sender: Any, revoked: Any, **kwargs: Any) -> None:
             # Rebuilt from the (recovered) tables on the next envelope of each partition.
@@ -149,6 +146,12 @@ class LivePulse:
         async def ready(web: faust.web.View, request: faust.web.Request) -> Any:
             ok = self.ingest.ready.is_set() and bool(self.active_partitions())
             return _json(web, {"ready": ok}, 200 if ok else 503)
+
+    def worker(self, loop: Any = None) -> faust.Worker:
+        """A Faust worker that runs the app and the ingest stage together."""
+        return faust.Worker(
+            self.app, IngestService(self.ingest), loop=loop, loglevel=self.settings.loglevel
+        )
 
     def apply(self, partition: int, events: list) -> Outcome:
         proc = self.processors.get(partition)
@@ -202,6 +205,18 @@ class LivePulse:
     def watermarks(self) -> dict[int, int | None]:
         active = self.active_partitions()
         return {p: proc.clock.watermark for p, proc in self.processors.items() if p in active}
+
+
+class IngestService(mode.Service):
+    """Runs the ingest stage beside the Faust app, so both join their groups at once."""
+
+    def __init__(self, ingest: Ingest, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ingest = ingest
+
+    @mode.Service.task
+    async def _consume(self) -> None:
+        await self.ingest.run()
 
 
 def _table(app: faust.App, name: str, partitions: int, key: str, value: str) -> faust.Table:

@@ -75,8 +75,6 @@ def worker(
     loglevel: Annotated[str | None, typer.Option("--loglevel", "-l")] = None,
 ) -> None:
     """Run the Faust worker: ingest, per-room windows, /metrics and /rooms."""
-    import faust
-
     from streams.app import create_app
     from streams.broker import BrokerError, ensure_topics
 
@@ -96,7 +94,7 @@ def worker(
         raise fail(str(exc)) from None
     logging.getLogger("aiokafka").setLevel(logging.NOTSET)
     pulse = create_app(settings)
-    faust.Worker(pulse.app, loop=loop, loglevel=settings.loglevel).execute_from_commandline()
+    pulse.worker(loop).execute_from_commandline()
 
 
 @cli.command()

@@ -22,10 +22,14 @@ class Settings(BaseSettings):
     )
     app_id: str = Field("livepulse", description="Faust app id; also the consumer group prefix.")
     partitions: int = Field(4, ge=1, description="Partitions of every topic (co-partitioned).")
-    topic_views: str = "live.views"
-    topic_clicks: str = "live.clicks"
-    topic_orders: str = "live.orders"
-    topic_deadletter: str = "live.deadletter"
+    topic_views: str = Field("live.views", description="Source: impression, enter, leave.")
+    topic_clicks: str = Field(
+        "live.clicks", description="Source: product_impression, product_click."
+    )
+    topic_orders: str = Field("live.orders", description="Source: created, paid, refunded.")
+    topic_deadletter: str = Field(
+        "live.deadletter", description="Invalid records, unchanged, with reason headers."
+    )
     topic_batches: str = Field(
         "livepulse.batches", description="Internal topic: validated events, batched per partition."
     )
@@ -54,20 +58,22 @@ class Settings(BaseSettings):
     )
 
     # --- Worker ----------------------------------------------------------------------------
-    web_host: str = "127.0.0.1"
-    web_port: int = Field(6066, ge=1, le=65535)
+    web_host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
+    web_port: int = Field(6066, ge=1, le=65535, description="Port of /metrics, /rooms, /ready.")
     state_dir: Path = Field(Path("state"), description="Faust data directory, demo logs.")
-    store: str = Field("memory://", description="Faust table store: memory:// or rocksdb://.")
-    standby_replicas: int = Field(1, ge=0)
+    store: str = Field(
+        "memory://", description="Faust table store; state is rebuilt from the changelog on start."
+    )
+    standby_replicas: int = Field(1, ge=0, description="Faust standby copies of each table.")
     rebalance_timeout_seconds: float = Field(
         60.0,
         gt=0,
         description="Consumer-group rebalance timeout; the embedded broker holds "
         "JoinGroup this long, so tests and the demo use ~3 s.",
     )
-    session_timeout_seconds: float = Field(30.0, gt=0)
-    heartbeat_interval_seconds: float = Field(3.0, gt=0)
-    loglevel: str = "info"
+    session_timeout_seconds: float = Field(30.0, gt=0, description="Consumer session timeout.")
+    heartbeat_interval_seconds: float = Field(3.0, gt=0, description="Consumer heartbeat.")
+    loglevel: str = Field("info", description="Worker log level.")
 
     @field_validator("broker")
     @classmethod
