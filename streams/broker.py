@@ -67,6 +67,7 @@ def start_embedded(settings: Settings, log: Path | None = None) -> subprocess.Po
         stdout=out,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl-C reaches our process only; we stop the broker last
     )
     deadline = time.monotonic() + 15
     while not port_open("127.0.0.1", port):

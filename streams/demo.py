@@ -183,6 +183,7 @@ def run_demo(settings: Settings, duration: float | None, console: Console) -> No
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                start_new_session=True,  # stopped by us, before the broker, not by Ctrl-C
             )
         try:
             asyncio.run(_demo_loop(settings, worker, started, duration, console))

@@ -1,0 +1,70 @@
+"""`livepulse demo` end to end: it gets ready, and its rooms update soon after."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+
+from tests.integration.conftest import free_port, wait_until
+
+
+def _open_windows(url: str) -> dict[str, tuple[int, int]]:
+    """room -> (open window start, enters so far)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            rooms = orjson.loads(resp.read())["rooms"]
+    except OSError:
+        return {}
+    return {
+        r["room_id"]: (r["open"]["window_start"], r["open"]["enters"]) for r in rooms if r["open"]
+    }
+
+
+def test_demo_rooms_update_within_ten_seconds_of_ready(tmp_path: Path) -> None:
+    web = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEPULSE_")}
+    env.update(
+        LIVEPULSE_BROKER=f"kafka://127.0.0.1:{free_port()}",
+        LIVEPULSE_WEB_PORT=str(web),
+        LIVEPULSE_STATE_DIR=str(tmp_path / "state"),
+        LIVEPULSE_APP_ID="livepulse-demo-test",
+        COLUMNS="160",
+    )
+    out = tmp_path / "demo.out"
+    with open(out, "wb") as sink:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "demo", "--duration", "12"],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(
+            lambda: b"ready after" in out.read_bytes() or demo.poll() is not None,
+            60,
+            "the demo to be ready",
+        )
+        assert demo.poll() is None, out.read_text()
+        ready_at = time.monotonic()
+        assert f"http://127.0.0.1:{web}/metrics" in out.read_text()
+        url = f"http://127.0.0.1:{web}/rooms"
+        first = wait_until(lambda: _open_windows(url), 10, "demo rooms with an open window")
+        assert any(enters > 0 for _, enters in first.values())
+        # updating: some room's open window moves on (more enters, or the next window)
+        wait_until(
+            lambda: any(_open_windows(url).get(r, w) != w for r, w in first.items()),
+            10,
+            "a room's open window to change",
+        )
+        assert time.monotonic() - ready_at < 10
+        assert demo.wait(60) == 0, out.read_text()
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert "demo-room-" in out.read_text()
