@@ -16,6 +16,7 @@ import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import CommitFailedError
 
 from streams import envelope
 from streams.contract import Ev, InvalidRecord, Source, decode
@@ -134,4 +135,9 @@ class Ingest:
         if pending:
             await asyncio.gather(*pending)
         if fetched:
-            await consumer.commit()
+            try:
+                await consumer.commit()
+            except CommitFailedError:
+                # A rebalance took the partitions away mid-batch: their next owner reads these
+                # records again, and the stateful stage skips the offsets it already applied.
+                log.warning("ingest commit failed after a rebalance; records will be replayed")
