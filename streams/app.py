@@ -67,10 +67,15 @@ class LivePulse:
         self.metrics = PipelineMetrics(self.registry)
         self.ingest = Ingest(settings, self.metrics)
         self.processors: dict[int, PartitionProcessor] = {}
+        # Rooms changed since the last flush, per partition (None: deleted), and the envelopes
+        # whose changes they hold; see flush().
+        self._dirty: dict[int, dict[str, RoomState | None]] = {}
+        self._unacked: list[faust.EventT] = []
+        self._flushed_at = time.monotonic()
         self.app = app = faust.App(
             s.app_id,
             broker=s.broker,
-            store=s.store,
+            store="memory://",  # rebuilt from the changelogs at start; apply() writes to it
             datadir=str(s.state_dir),
             web_host=s.web_host,
             web_bind=s.web_host,
@@ -78,9 +83,13 @@ class LivePulse:
             topic_partitions=s.partitions,
             table_standby_replicas=s.standby_replicas,
             broker_rebalance_timeout=s.rebalance_timeout_seconds,
+            broker_commit_interval=s.commit_interval_seconds,
             broker_session_timeout=s.session_timeout_seconds,
             broker_heartbeat_interval=s.heartbeat_interval_seconds,
             consumer_auto_offset_reset="earliest",
+            # Envelopes are acked by flush(), not one by one: on shutdown the unflushed ones
+            # stay uncommitted and are replayed (harmlessly) by the next owner.
+            stream_wait_empty=False,
             autodiscover=False,
             key_serializer="raw",
             value_serializer="raw",
@@ -97,12 +106,17 @@ class LivePulse:
 
         @app.agent(self.batches, name="funnel")
         async def funnel(stream: faust.StreamT) -> None:
-            async for event in stream.events():
+            every = self.settings.changelog_flush_seconds
+            async for event in stream.noack().events():
                 batch = envelope.decode(event.value)
                 self.apply(event.message.partition, batch.events)
+                self._unacked.append(event)
+                if time.monotonic() - self._flushed_at >= every:
+                    self.flush()
 
         @app.on_partitions_revoked.connect
         async def forget(sender: Any, revoked: Any, **kwargs: Any) -> None:
+            self.flush()
             # Rebuilt from the (recovered) tables on the next envelope of each partition.
             self.processors.clear()
 
@@ -154,18 +168,47 @@ class LivePulse:
         )
 
     def apply(self, partition: int, events: list) -> Outcome:
+        """Apply one envelope in memory (visible at once); the changelog follows in ``flush``."""
         proc = self.processors.get(partition)
         if proc is None:
             proc = self.processors[partition] = self._restore(partition)
-        out = proc.process(events, time.time(), self.rooms.get)
+        rooms = self.rooms.data
+        out = proc.process(events, time.time(), rooms.get)
+        dirty = self._dirty.setdefault(partition, {})
         for room, state in out.updated.items():
-            self.rooms[room] = state
+            rooms[room] = state
+            dirty[room] = state
         for room in out.deleted:
-            del self.rooms[room]
-        if events or out.tally.windows_closed:
-            self.clocks[partition] = proc.clock.state()
+            rooms.pop(room, None)
+            dirty[room] = None
         self._count(out)
         return out
+
+    def flush(self) -> None:
+        """Group commit: write each changed room once, then let Faust commit the envelopes.
+
+        Faust flushes the producer before it commits acknowledged offsets, so an envelope's
+        offset is committed only after the room states it changed are in the changelog. A
+        crash replays at most ``changelog_flush_seconds`` of envelopes, and the rooms' applied
+        offsets make that replay a no-op. One write per room per flush instead of one per
+        envelope is what keeps the changelog off the hot path.
+        """
+        for partition, rooms in self._dirty.items():
+            for room, state in rooms.items():
+                if state is None:
+                    self.rooms.send_changelog(partition, room, None, value_serializer="raw")
+                else:
+                    self.rooms.send_changelog(partition, room, state)
+            proc = self.processors.get(partition)
+            if proc is not None:
+                clock = proc.clock.state()
+                self.clocks.data[partition] = clock
+                self.clocks.send_changelog(partition, partition, clock)
+        self._dirty.clear()
+        for event in self._unacked:
+            event.ack()
+        self._unacked.clear()
+        self._flushed_at = time.monotonic()
 
     def _restore(self, partition: int) -> PartitionProcessor:
         s = self.settings
@@ -183,6 +226,8 @@ class LivePulse:
     def _count(self, out: Outcome) -> None:
         t, m = out.tally, self.metrics
         for src, topic in enumerate(self.settings.source_topics):
+            if t.applied[src]:
+                m.applied.labels(topic).inc(t.applied[src])
             if t.late_grace[src]:
                 m.late.labels(topic, "grace").inc(t.late_grace[src])
             if t.late_closed[src]:
@@ -220,10 +265,11 @@ class IngestService(mode.Service):
 
 
 def _table(app: faust.App, name: str, partitions: int, key: str, value: str) -> faust.Table:
-    schema = faust.Schema(key_serializer=key, value_serializer=value)
-    table = app.Table(name, partitions=partitions, schema=schema)
-    # Table derives its changelog codecs from key_type/value_type; ours are plain codecs.
+    table = app.Table(name, partitions=partitions)
+    # Faust derives a table's codecs from key_type/value_type (Records) and has already built
+    # the changelog topic with JSON; ours are plain codecs, so build it again with them.
     table.key_serializer, table.value_serializer = key, value
+    table.changelog_topic = table._new_changelog_topic()
     return table
 
 

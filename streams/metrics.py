@@ -70,6 +70,12 @@ class PipelineMetrics:
             ["topic", "reason"],
             registry=registry,
         )
+        self.applied = Counter(
+            "livepulse_events_applied",
+            "Events applied to a room window.",
+            ["topic"],
+            registry=registry,
+        )
         self.duplicates = Counter(
             "livepulse_events_duplicate",
             "Records skipped because their room had already applied their offset (replays).",

@@ -41,15 +41,19 @@ class PartitionProcessor:
         self.size_ms = size_ms
         self.retention = retention
         self.clock = PartitionClock.restore(clock_state, grace_ms, idle_timeout_s, now_s)
-        # (watermark at which to look again, room): a window end, or when the room expires.
+        # When each room next needs a look: its first open window's end, or when it expires.
+        # One live entry per room; heap entries that disagree with ``_due_at`` are stale.
         self._due: list[tuple[int, str]] = []
+        self._due_at: dict[str, int] = {}
         for state in rooms:
             self._schedule(state)
 
     def _schedule(self, state: RoomState) -> None:
-        ends = [s + self.size_ms for s, w in state.windows.items() if not w.closed]
+        ends = state.open_ends(self.size_ms)
         due = min(ends) if ends else self._expiry(state)
-        heapq.heappush(self._due, (due, state.room_id))
+        if self._due_at.get(state.room_id) != due:
+            self._due_at[state.room_id] = due
+            heapq.heappush(self._due, (due, state.room_id))
 
     def _expiry(self, state: RoomState) -> int:
         return state.newest_end(self.size_ms) + self.retention * self.size_ms
@@ -73,21 +77,20 @@ class PartitionProcessor:
             if state is None:
                 state = RoomState(room, self.partition)
             opened = state.apply(items, self.size_ms, watermark_before, out.tally)
-            for end in opened:
-                heapq.heappush(self._due, (end, room))
-            if not state.windows:
-                heapq.heappush(self._due, (self._expiry(state), room))
+            scheduled = self._due_at.get(room)
+            if scheduled is None or (opened and min(opened) < scheduled):
+                self._schedule(state)
             out.updated[room] = state
 
         watermark = clock.advance(now_s)
         if watermark is None:
             return out
-        gone: set[str] = set()
         due = self._due
         while due and due[0][0] <= watermark:
-            _, room = heapq.heappop(due)
-            if room in gone:
-                continue
+            at, room = heapq.heappop(due)
+            if self._due_at.get(room) != at:
+                continue  # superseded by a later schedule
+            del self._due_at[room]
             state = out.updated.get(room) or lookup(room)
             if state is None:
                 continue
@@ -96,7 +99,6 @@ class PartitionProcessor:
                 out.tally.windows_closed += closed
                 out.updated[room] = state
             if not state.has_open() and self._expiry(state) <= watermark:
-                gone.add(room)
                 out.updated.pop(room, None)
                 if lookup(room) is not None:  # a room born in this batch was never stored
                     out.deleted.append(room)

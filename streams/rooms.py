@@ -43,11 +43,13 @@ class RoomRecord(msgspec.Struct, array_like=True):
     applied: list[int]
     late_events: int
     last_ts: int
-    windows: list[WindowRecord]
+    open: list[WindowRecord]
+    closed: msgspec.Raw  # list[WindowRecord], encoded once per close, not once per write
 
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(RoomRecord)
+_windows_decoder = msgspec.msgpack.Decoder(list[WindowRecord])
 
 
 @dataclass
@@ -113,7 +115,16 @@ class Window:
 
 
 class RoomState:
-    __slots__ = ("applied", "last_ts", "late_events", "partition", "room_id", "windows")
+    __slots__ = (
+        "_closed_raw",
+        "applied",
+        "closed",
+        "last_ts",
+        "late_events",
+        "open",
+        "partition",
+        "room_id",
+    )
 
     def __init__(self, room_id: str, partition: int) -> None:
         self.room_id = room_id
@@ -121,7 +132,9 @@ class RoomState:
         self.applied = [-1] * SOURCES  # last source offset applied, per source topic
         self.late_events = 0
         self.last_ts = -1  # newest event time of the room, late events included
-        self.windows: dict[int, Window] = {}
+        self.open: dict[int, Window] = {}  # by start; usually one or two
+        self.closed: list[Window] = []  # oldest first, at most ``retention``
+        self._closed_raw: msgspec.Raw | None = None
 
     # -- updates -------------------------------------------------------------------------
     def apply(
@@ -136,7 +149,7 @@ class RoomState:
         Returns the ends of windows this batch opened, so the caller can schedule closing.
         """
         opened: list[int] = []
-        windows = self.windows
+        windows = self.open
         applied = self.applied
         for ev, late in events:
             src = ev.src
@@ -151,12 +164,12 @@ class RoomState:
                 tally.late_grace[src] += 1
                 continue
             start = ev.ts - ev.ts % size_ms
-            if watermark is not None and start + size_ms <= watermark:
-                self.late_events += 1
-                tally.late_closed[src] += 1
-                continue
             w = windows.get(start)
             if w is None:
+                if watermark is not None and start + size_ms <= watermark:
+                    self.late_events += 1
+                    tally.late_closed[src] += 1
+                    continue
                 w = windows[start] = Window(start)
                 opened.append(start + size_ms)
             tally.applied[src] += 1
@@ -186,46 +199,55 @@ class RoomState:
 
     def close_until(self, watermark: int, size_ms: int, retention: int) -> int:
         """Close every window whose end the watermark has reached; keep ``retention`` closed."""
-        closed = 0
-        for start in sorted(self.windows):
-            w = self.windows[start]
-            if w.closed or start + size_ms > watermark:
-                continue
-            prev = self.windows.get(start - size_ms)
+        due = sorted(start for start in self.open if start + size_ms <= watermark)
+        for start in due:
+            w = self.open.pop(start)
+            prev = self._window(start - size_ms)
             w.prev_orders_paid = prev.counts.orders_paid if prev else 0
             w.prev_gmv_cents = prev.counts.gmv_cents if prev else 0
             w.unique_viewers = w.viewers()
             w.sketch = None
             w.closed = True
-            closed += 1
-        closed_starts = sorted(s for s, w in self.windows.items() if w.closed)
-        for start in closed_starts[: max(0, len(closed_starts) - retention)]:
-            del self.windows[start]
-        return closed
+            self.closed.append(w)
+        if due:
+            del self.closed[: max(0, len(self.closed) - retention)]
+            self._closed_raw = None
+        return len(due)
 
     # -- reads ---------------------------------------------------------------------------
+    def _window(self, start: int) -> Window | None:
+        w = self.open.get(start)
+        if w is None and self.closed and self.closed[-1].start == start:
+            w = self.closed[-1]
+        return w
+
     def has_open(self) -> bool:
-        return any(not w.closed for w in self.windows.values())
+        return bool(self.open)
+
+    def open_ends(self, size_ms: int) -> list[int]:
+        return [start + size_ms for start in self.open]
 
     def newest_end(self, size_ms: int) -> int:
         """End of the room's newest window, or of the window its newest (late) event fell in."""
-        newest = max(self.windows, default=-size_ms)
+        newest = max(self.open, default=self.closed[-1].start if self.closed else -size_ms)
         return max(newest, self.last_ts - self.last_ts % size_ms) + size_ms
 
     def last_closed(self) -> Window | None:
-        closed = [w for w in self.windows.values() if w.closed]
-        return max(closed, key=lambda w: w.start) if closed else None
+        return self.closed[-1] if self.closed else None
 
     def current_open(self) -> Window | None:
-        opened = [w for w in self.windows.values() if not w.closed]
-        return max(opened, key=lambda w: w.start) if opened else None
+        return self.open[max(self.open)] if self.open else None
+
+    def windows(self) -> list[Window]:
+        """Closed then open, oldest first."""
+        return [*self.closed, *(self.open[s] for s in sorted(self.open))]
 
     def describe(self, w: Window, size_ms: int) -> dict:
         """A window as the JSON API and the metrics show it: counts, derived values, bounds."""
         if w.closed:
             prev_orders, prev_gmv = w.prev_orders_paid, w.prev_gmv_cents
         else:
-            prev = self.windows.get(w.start - size_ms)
+            prev = self._window(w.start - size_ms)
             prev_orders = prev.counts.orders_paid if prev else 0
             prev_gmv = prev.counts.gmv_cents if prev else 0
         out: dict = {"window_start": w.start, "window_end": w.start + size_ms, "closed": w.closed}
@@ -236,14 +258,21 @@ class RoomState:
         return out
 
     def describe_all(self, size_ms: int) -> list[dict]:
-        return [self.describe(self.windows[s], size_ms) for s in sorted(self.windows)]
+        return [self.describe(w, size_ms) for w in self.windows()]
 
     # -- changelog form ------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        windows = [self.windows[s].record() for s in sorted(self.windows)]
+        if self._closed_raw is None:
+            self._closed_raw = msgspec.Raw(_encoder.encode([w.record() for w in self.closed]))
         return _encoder.encode(
             RoomRecord(
-                self.room_id, self.partition, self.applied, self.late_events, self.last_ts, windows
+                self.room_id,
+                self.partition,
+                self.applied,
+                self.late_events,
+                self.last_ts,
+                [self.open[s].record() for s in sorted(self.open)],
+                self._closed_raw,
             )
         )
 
@@ -254,5 +283,6 @@ class RoomState:
         state.applied = list(rec.applied)
         state.late_events = rec.late_events
         state.last_ts = rec.last_ts
-        state.windows = {w.start: Window.from_record(w) for w in rec.windows}
+        state.open = {w.start: Window.from_record(w) for w in rec.open}
+        state.closed = [Window.from_record(w) for w in _windows_decoder.decode(rec.closed)]
         return state

@@ -61,8 +61,14 @@ class Settings(BaseSettings):
     web_host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
     web_port: int = Field(6066, ge=1, le=65535, description="Port of /metrics, /rooms, /ready.")
     state_dir: Path = Field(Path("state"), description="Faust data directory, demo logs.")
-    store: str = Field(
-        "memory://", description="Faust table store; state is rebuilt from the changelog on start."
+    changelog_flush_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="Changed room states go to the changelog at most this often; a "
+        "crash replays at most this much input, which the rooms' applied offsets make harmless.",
+    )
+    commit_interval_seconds: float = Field(
+        2.8, gt=0, description="How often Faust commits the offsets of flushed envelopes."
     )
     standby_replicas: int = Field(1, ge=0, description="Faust standby copies of each table.")
     rebalance_timeout_seconds: float = Field(

@@ -8,7 +8,9 @@ earlier test's, and closes its windows by sending flush events to every topic-pa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -51,6 +53,7 @@ class Stack:
     base_url: str
     first_slot: int
     slots_taken: int = 0
+    worker: subprocess.Popen | None = None
 
     def get(self, path: str) -> tuple[int, bytes]:
         try:
@@ -78,6 +81,34 @@ class Stack:
         self.slots_taken += 1
         return self.first_slot + (self.slots_taken - 1) * SLOT_MS
 
+    def start_worker(self) -> None:
+        with open(self.log, "ab") as out:
+            self.worker = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+        def ready() -> bool:
+            assert self.worker.poll() is None, f"worker exited\n{self.tail()}"
+            try:
+                return self.get("/ready")[0] == 200
+            except OSError:
+                return False
+
+        wait_until(ready, 120, "the worker to be ready", self)
+
+    def stop_worker(self, sig: int = signal.SIGTERM) -> None:
+        if self.worker is None or self.worker.poll() is not None:
+            return
+        self.worker.send_signal(sig)
+        try:
+            self.worker.wait(20)
+        except subprocess.TimeoutExpired:
+            self.worker.kill()
+            self.worker.wait()
+
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
 
@@ -98,61 +129,48 @@ def wait_until(
         time.sleep(0.1)
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("stack")
+@contextlib.contextmanager
+def running_stack(tmp: Path, app_id: str, **overrides: str) -> Iterator[Stack]:
+    """An embedded broker with its topics, and one worker process, ready."""
     web_port = free_port()
     values = {
         "broker": f"kafka://127.0.0.1:{free_port()}",
         "partitions": str(PARTITIONS),
         "web_port": str(web_port),
-        "app_id": "livepulse-test",
+        "app_id": app_id,
         "state_dir": str(tmp / "state"),
         "idle_timeout_seconds": "3600",  # no wall-clock rule in tests: windows depend on logs only
         "rebalance_timeout_seconds": "3",
         "session_timeout_seconds": "10",
         "heartbeat_interval_seconds": "1",
+        **overrides,
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEPULSE_")}
     env.update({f"LIVEPULSE_{k.upper()}": v for k, v in values.items()})
     settings = Settings(**values)  # type: ignore[arg-type]
-    log = tmp / "worker.log"
     started = time.monotonic()
     with broker.embedded(settings, log=tmp / "broker.log"):
         asyncio.run(broker.ensure_topics(settings))
-        with open(log, "wb") as out:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
         twenty_days_ago = int(time.time() * 1000) - 20 * 24 * SLOT_MS
         s = Stack(
             settings,
             env,
-            log,
+            tmp / "worker.log",
             f"http://127.0.0.1:{web_port}",
             first_slot=twenty_days_ago - twenty_days_ago % SLOT_MS,
         )
         try:
-
-            def ready() -> bool:
-                assert worker.poll() is None, f"worker exited\n{s.tail()}"
-                try:
-                    return s.get("/ready")[0] == 200
-                except OSError:
-                    return False
-
-            wait_until(ready, 120, "the worker to be ready", s)
+            s.start_worker()
             print(f"\nworker ready {time.monotonic() - started:.1f} s after the broker started")
             yield s
         finally:
-            worker.terminate()
-            try:
-                worker.wait(20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            s.stop_worker()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("stack"), "livepulse-test") as s:
+        yield s
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ def test_unique_viewers_within_two_percent_for_a_big_room() -> None:
     users = [f"user-{rng.getrandbits(64)}" for _ in range(50_000)]
     truth = len(set(users))
     room.apply([_enter(i, 1000, u) for i, u in enumerate(users)], 60_000, None, Tally())
-    window = room.windows[0]
+    window = room.open[0]
     assert abs(window.viewers() - truth) / truth < 0.02
     room.close_until(60_000, 60_000, 60)
     assert abs(window.unique_viewers - truth) / truth < 0.02
@@ -27,7 +27,7 @@ def test_small_rooms_count_viewers_exactly() -> None:
     room = RoomState("r", 0)
     users = ["a", "b", "a", "c", "b", "d"]
     room.apply([_enter(i, 5, u) for i, u in enumerate(users)], 60_000, None, Tally())
-    assert room.windows[0].viewers() == 4
+    assert room.open[0].viewers() == 4
 
 
 def test_changelog_round_trip_keeps_everything_including_open_sketches() -> None:
@@ -66,6 +66,6 @@ def test_offsets_already_applied_are_skipped() -> None:
     tally = Tally()
     room.apply([_enter(0, 10, "a"), _enter(1, 11, "b")], 60_000, None, tally)
     room.apply([_enter(1, 11, "b"), _enter(2, 12, "c")], 60_000, None, tally)
-    assert room.windows[0].counts.enters == 3
+    assert room.open[0].counts.enters == 3
     assert tally.duplicates == 1
     assert tally.applied == [3, 0, 0]
