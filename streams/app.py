@@ -27,6 +27,9 @@ from streams.windows import ClockState
 
 log = logging.getLogger(__name__)
 
+#: Key of the end-of-flush tombstone in the changelogs (see LivePulse.flush).
+_MARKER = "\x00flush"
+
 
 class _Utf8(codecs.Codec):
     def _dumps(self, obj: Any) -> bytes:
@@ -97,7 +100,9 @@ class LivePulse:
         self.rooms = _table(app, "rooms", s.partitions, "livepulse-utf8", "livepulse-room")
         self.clocks = _table(app, "clocks", s.partitions, "json", "livepulse-clock")
         self.batches = app.topic(s.topic_batches, partitions=s.partitions)
-        self.registry.register(RoomCollector(self.active_rooms, self.watermarks, s.window_ms))
+        self.registry.register(
+            RoomCollector(self.active_rooms, self.watermarks, self.standby_rooms, s.window_ms)
+        )
         self._wire()
 
     # -- the stateful agent ----------------------------------------------------------------
@@ -112,11 +117,11 @@ class LivePulse:
                 self.apply(event.message.partition, batch.events)
                 self._unacked.append(event)
                 if time.monotonic() - self._flushed_at >= every:
-                    self.flush()
+                    await self.flush()
 
         @app.on_partitions_revoked.connect
         async def forget(sender: Any, revoked: Any, **kwargs: Any) -> None:
-            self.flush()
+            await self.flush()
             # Rebuilt from the (recovered) tables on the next envelope of each partition.
             self.processors.clear()
 
@@ -158,8 +163,9 @@ class LivePulse:
 
         @app.page("/ready")
         async def ready(web: faust.web.View, request: faust.web.Request) -> Any:
-            ok = self.ingest.ready.is_set() and bool(self.active_partitions())
-            return _json(web, {"ready": ok}, 200 if ok else 503)
+            partitions = sorted(self.active_partitions())
+            ok = self.ingest.ready.is_set() and bool(partitions)
+            return _json(web, {"ready": ok, "partitions": partitions}, 200 if ok else 503)
 
     def worker(self, loop: Any = None) -> faust.Worker:
         """A Faust worker that runs the app and the ingest stage together."""
@@ -184,7 +190,7 @@ class LivePulse:
         self._count(out)
         return out
 
-    def flush(self) -> None:
+    async def flush(self) -> None:
         """Group commit: write each changed room once, then let Faust commit the envelopes.
 
         Faust flushes the producer before it commits acknowledged offsets, so an envelope's
@@ -193,6 +199,7 @@ class LivePulse:
         offsets make that replay a no-op. One write per room per flush instead of one per
         envelope is what keeps the changelog off the hot path.
         """
+        touched = [p for p, rooms in self._dirty.items() if rooms]
         for partition, rooms in self._dirty.items():
             for room, state in rooms.items():
                 if state is None:
@@ -205,6 +212,15 @@ class LivePulse:
                 self.clocks.data[partition] = clock
                 self.clocks.send_changelog(partition, partition, clock)
         self._dirty.clear()
+        if touched:
+            # The embedded broker (Tansu 0.6) reports a partition's end offset as the base
+            # offset of its last batch + 1, so recovery, which reads up to that offset, would
+            # miss the rest of a multi-record batch. Ending each flush with a one-record batch
+            # (a tombstone for a key no room uses) keeps it right; on Kafka it costs one record.
+            await self.app.producer.flush()
+            for partition in touched:
+                self.rooms.send_changelog(partition, _MARKER, None, value_serializer="raw")
+                self.clocks.send_changelog(partition, _MARKER, None, value_serializer="raw")
         for event in self._unacked:
             event.ack()
         self._unacked.clear()
@@ -246,6 +262,14 @@ class LivePulse:
     def active_rooms(self) -> Iterator[RoomState]:
         active = self.active_partitions()
         return (state for state in list(self.rooms.values()) if state.partition in active)
+
+    def standby_rooms(self) -> int:
+        """Standby copies of other workers' partitions (kept for fast failover, never served)."""
+        topic = self.rooms.changelog_topic_name
+        standby = {
+            tp.partition for tp in self.app.assignor.assigned_standbys() if tp.topic == topic
+        }
+        return sum(1 for state in list(self.rooms.values()) if state.partition in standby)
 
     def watermarks(self) -> dict[int, int | None]:
         active = self.active_partitions()

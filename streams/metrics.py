@@ -93,9 +93,11 @@ class RoomCollector(Collector):
         self,
         rooms: Callable[[], Iterable[RoomState]],
         watermarks: Callable[[], Mapping[int, int | None]],
+        standby_rooms: Callable[[], int],
         size_ms: int,
     ) -> None:
         self._rooms = rooms
+        self._standby_rooms = standby_rooms
         self._watermarks = watermarks
         self._size_ms = size_ms
 
@@ -130,7 +132,14 @@ class RoomCollector(Collector):
         yield from (family for family, _ in families.values())
         yield start
         yield late
-        yield GaugeMetricFamily("livepulse_rooms", "Rooms held by this worker.", value=rooms)
+        held = GaugeMetricFamily(
+            "livepulse_rooms",
+            "Rooms on this worker: served (active) or kept as a standby copy.",
+            labels=["role"],
+        )
+        held.add_metric(["active"], rooms)
+        held.add_metric(["standby"], self._standby_rooms())
+        yield held
 
         now = time.time()
         lag = GaugeMetricFamily(
