@@ -233,3 +233,13 @@ def closed_windows(stack: Stack, room: str) -> list[dict]:
     if status != 200:
         return []
     return [w for w in orjson.loads(body)["windows"] if w["closed"]]
+
+
+def wait_closed(stack: Stack, room: str, count: int, timeout: float = 30) -> list[dict]:
+    """The room's closed windows, once there are ``count`` of them."""
+
+    def ready() -> list[dict] | None:
+        windows = closed_windows(stack, room)
+        return windows if len(windows) == count else None
+
+    return wait_until(ready, timeout, f"{count} closed windows of {room}", stack)

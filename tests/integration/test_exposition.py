@@ -9,7 +9,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from tests import scenario
-from tests.integration.conftest import Stack, closed_windows, flush_records, send_all, wait_until
+from tests.integration.conftest import Stack, flush_records, send_all, wait_closed
 from tests.promtool import promtool
 
 
@@ -28,7 +28,7 @@ async def test_scrape_passes_promtool_check_metrics(
         ],
     )
     await send_all(producer, flush_records(stack, base + 30 * 60_000))
-    wait_until(lambda: len(closed_windows(stack, room)) == 3, 30, "closed windows", stack)
+    wait_closed(stack, room, 3)
 
     status, body = stack.get("/metrics")
     assert status == 200

@@ -17,10 +17,10 @@ from tests.helpers import assert_windows_equal
 from tests.integration.conftest import (
     PARTITIONS,
     Stack,
-    closed_windows,
     flush_records,
     partition_of,
     send_all,
+    wait_closed,
     wait_until,
 )
 
@@ -71,12 +71,7 @@ async def test_hand_computed_windows_via_rooms_and_metrics(
     )
     await send_all(producer, flush_records(stack, base + 30 * 60_000))
 
-    windows = wait_until(
-        lambda: len(closed_windows(stack, room)) == 3 and closed_windows(stack, room),
-        30,
-        "three closed windows",
-        stack,
-    )
+    windows = wait_closed(stack, room, 3)
     assert_windows_equal(windows, scenario.expected_closed_windows(base))
     detail = stack.json(f"/rooms/{room}")
     assert detail["room_id"] == room

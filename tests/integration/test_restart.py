@@ -17,10 +17,10 @@ from tests import scenario
 from tests.helpers import assert_windows_equal
 from tests.integration.conftest import (
     Stack,
-    closed_windows,
     flush_records,
     running_stack,
     send_all,
+    wait_closed,
     wait_until,
 )
 
@@ -66,12 +66,7 @@ async def test_sigkill_and_restart_counts_nothing_twice_and_loses_nothing(
         stack.stop_worker(signal.SIGKILL)
         stack.start_worker()
         await send_all(producer, flush_records(stack, base + 30 * 60_000))
-        windows = wait_until(
-            lambda: len(closed_windows(stack, room)) == 3 and closed_windows(stack, room),
-            60,
-            "three closed windows after the restart",
-            stack,
-        )
+        windows = wait_closed(stack, room, 3, timeout=60)
     finally:
         await producer.stop()
     assert_windows_equal(windows, scenario.expected_closed_windows(base))
