@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from streams.settings import Settings, explain
 
@@ -113,6 +117,139 @@ def produce(
         console.print(asyncio.run(produce_file(file, settings)))
     except (InputError, BrokerError) as exc:
         raise fail(str(exc)) from None
+
+
+def _progress(label: str) -> tuple[Progress, Callable[[int, int | None], None]]:
+    """A progress bar that appears with the first update (a quick failure shows none)."""
+    bar = Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+    task = bar.add_task(label, total=None, rate="")
+    started = time.monotonic()
+
+    def update(done: int, total: int | None) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        rate = done / max(time.monotonic() - started, 1e-9)
+        bar.update(task, completed=done, total=total, rate=f"{rate:,.0f} records/s")
+
+    return bar, update
+
+
+def _since(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if value.isdigit():
+        return int(value)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise fail(f"--since: expected epoch milliseconds or an ISO time, not {value!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
+@cli.command()
+def record(
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSON-lines file to write.")],
+    topic: Annotated[
+        list[str] | None,
+        typer.Option("--topic", "-t", help="Topic to record (repeatable); default: the sources."),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Start at this time (epoch ms or ISO 8601) instead of the beginning."),
+    ] = None,
+    follow: Annotated[bool, typer.Option(help="Keep recording new records until Ctrl-C.")] = False,
+    broker: BrokerOpt = None,
+) -> None:
+    """Dump topics to a JSON-lines file (topic, partition, offset, key, value, headers, time)."""
+    from streams.broker import BrokerError
+    from streams.recording import RecordingError
+    from streams.recording import record as do_record
+
+    settings = load(broker=broker)
+    quiet_kafka_client()
+    topics = topic or list(settings.source_topics)
+    bar, update = _progress("recording")
+    try:
+        try:
+            count = asyncio.run(
+                do_record(
+                    settings, topics, out, since_ms=_since(since), follow=follow, progress=update
+                )
+            )
+        finally:
+            bar.stop()
+    except (BrokerError, RecordingError) as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"{out}: cannot write: {exc.strerror}") from None
+    except KeyboardInterrupt:
+        count = None
+    console.print(f"recorded {'until Ctrl-C' if count is None else count} records to {out}")
+
+
+@cli.command()
+def replay(
+    file: Annotated[Path, typer.Argument(help="A file written by `livepulse record`.")],
+    topic_prefix: Annotated[str, typer.Option(help="Prefix for every target topic.")] = "",
+    map_: Annotated[
+        list[str] | None,
+        typer.Option("--map", help="Rename a topic: OLD=NEW (repeatable)."),
+    ] = None,
+    speed: Annotated[
+        str, typer.Option(help="'max' (as fast as possible) or N: N× the recorded pace.")
+    ] = "max",
+    broker: BrokerOpt = None,
+) -> None:
+    """Send a recording back into topics, keeping keys, headers, timestamps and partitions."""
+    from streams.broker import BrokerError
+    from streams.recording import RecordingError
+    from streams.recording import replay as do_replay
+
+    settings = load(broker=broker)
+    quiet_kafka_client()
+    mapping = {}
+    for item in map_ or []:
+        old, sep, new = item.partition("=")
+        if not sep or not old or not new:
+            raise fail(f"--map: expected OLD=NEW, not {item!r}")
+        mapping[old] = new
+    pace: float | None = None
+    if speed != "max":
+        try:
+            pace = float(speed)
+        except ValueError:
+            pace = -1
+        if not pace > 0:
+            raise fail(f"--speed: expected 'max' or a number above 0, not {speed!r}")
+    bar, update = _progress("replaying")
+    try:
+        try:
+            counts = asyncio.run(
+                do_replay(
+                    settings,
+                    file,
+                    prefix=topic_prefix,
+                    mapping=mapping,
+                    speed=pace,
+                    progress=update,
+                )
+            )
+        finally:
+            bar.stop()
+    except (BrokerError, RecordingError) as exc:
+        raise fail(str(exc)) from None
+    per_topic = ", ".join(f"{t} {n}" for t, n in sorted(counts.items()))
+    console.print(f"replayed {sum(counts.values())} records ({per_topic or 'none'})")
 
 
 @cli.command()

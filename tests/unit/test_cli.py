@@ -55,3 +55,34 @@ def test_produce_unreachable_broker(tmp_path: Path) -> None:
 def test_bad_setting_from_the_environment() -> None:
     line = _one_line_error(run("worker", env={"LIVEPULSE_GRACE_SECONDS": "soon"}))
     assert "LIVEPULSE_GRACE_SECONDS" in line
+
+
+def test_replay_unreadable_file(tmp_path: Path) -> None:
+    line = _one_line_error(run("replay", str(tmp_path / "missing.jsonl")))
+    assert "cannot read" in line
+
+
+def test_replay_bad_line(tmp_path: Path) -> None:
+    f = tmp_path / "rec.jsonl"
+    f.write_text('{"topic": "t", "partition": 0, "timestamp": 1, "value": "x"}\n{"topic": 3}\n')
+    assert f"{f}:2: not a recorded record" in _one_line_error(run("replay", str(f)))
+
+
+def test_replay_unreachable_broker(tmp_path: Path) -> None:
+    f = tmp_path / "rec.jsonl"
+    f.write_text('{"topic": "t", "partition": 0, "timestamp": 1, "value": "x"}\n')
+    line = _one_line_error(run("replay", str(f), "--broker", "kafka://127.0.0.1:1"))
+    assert "cannot reach Kafka" in line
+
+
+def test_record_unreachable_broker(tmp_path: Path) -> None:
+    line = _one_line_error(
+        run("record", "-o", str(tmp_path / "x"), "--broker", "kafka://127.0.0.1:1")
+    )
+    assert "cannot reach Kafka" in line
+
+
+def test_replay_bad_speed(tmp_path: Path) -> None:
+    f = tmp_path / "rec.jsonl"
+    f.write_text("")
+    assert "--speed" in _one_line_error(run("replay", str(f), "--speed", "fast"))
