@@ -1,0 +1,344 @@
+"""pytest fixtures: replay recorded topics through a real LivePulse worker and read the result.
+
+Installed as a pytest plugin (entry point ``pytest11``), so a project that depends on
+LivePulse gets the fixtures without a conftest::
+
+    def test_friday_sale(livepulse_pipeline):
+        pipeline = livepulse_pipeline(partitions=4)      # fresh topics, its own worker
+        pipeline.replay("tests/data/friday.jsonl")       # written by `livepulse record`
+        pipeline.wait_processed()
+        pipeline.close_windows(after_ms=1_764_000_000_000)
+        assert pipeline.room("room-0001")["windows"][0]["orders_paid"] == 42
+
+Everything runs for real: the embedded broker (one per test session) and a worker process
+per pipeline. No mocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams import broker
+from streams.settings import Settings
+
+T = TypeVar("T")
+
+SLOT_MS = 3_600_000
+
+
+def _aligned(ms: float) -> int:
+    return int(ms) - int(ms) % SLOT_MS
+
+
+#: Rooms the flush events of close_windows() use; ``rooms()`` leaves them out.
+FLUSH_ROOM_PREFIX = "~flush-"
+
+#: Settings that make a worker ready in seconds on the embedded broker, and windows that
+#: depend on the input alone (no wall-clock idle rule).
+TEST_SETTINGS = {
+    "idle_timeout_seconds": "3600",
+    "rebalance_timeout_seconds": "3",
+    "session_timeout_seconds": "10",
+    "heartbeat_interval_seconds": "1",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition Kafka's default (murmur2) partitioner gives a key."""
+    every = list(range(partitions))
+    return DefaultPartitioner()(key.encode(), every, every)
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str, log: Path | None = None) -> T:
+    """Poll ``condition`` until it returns something truthy; fail with the worker log tail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            tail = log.read_text(errors="replace")[-4000:] if log and log.exists() else ""
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{tail}")
+        time.sleep(0.1)
+
+
+@dataclass
+class Pipeline:
+    """A worker process and its topics on a broker, driven over Kafka and HTTP."""
+
+    settings: Settings
+    env: dict[str, str]
+    log: Path
+    worker: subprocess.Popen | None = None
+    replayed: dict[str, int] = field(default_factory=dict)
+    first_slot: int = field(default_factory=lambda: _aligned(time.time() * 1000 - 20 * 86_400_000))
+    slots_taken: int = 0
+
+    def slot(self) -> int:
+        """An hour of event time, later than every earlier slot (window-aligned start).
+
+        Tests that share one worker stay apart this way: the partition watermark only moves
+        forward, so each test's events must be newer than the previous test's flush.
+        """
+        self.slots_taken += 1
+        return self.first_slot + (self.slots_taken - 1) * SLOT_MS
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.web_port}"
+
+    # -- the worker ------------------------------------------------------------------------
+    def start_worker(self, timeout: float = 120) -> None:
+        with open(self.log, "ab") as out:
+            self.worker = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+        def ready() -> bool:
+            assert self.worker is not None
+            assert self.worker.poll() is None, f"worker exited\n{self.tail()}"
+            try:
+                return self.get("/ready")[0] == 200
+            except OSError:
+                return False
+
+        wait_until(ready, timeout, "the worker to be ready", self.log)
+
+    def stop_worker(self, sig: int = signal.SIGTERM) -> None:
+        if self.worker is None or self.worker.poll() is not None:
+            return
+        self.worker.send_signal(sig)
+        try:
+            self.worker.wait(20)
+        except subprocess.TimeoutExpired:
+            self.worker.kill()
+            self.worker.wait()
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+
+    # -- HTTP ------------------------------------------------------------------------------
+    def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.base_url + path, timeout=5) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def json(self, path: str) -> Any:
+        status, body = self.get(path)
+        assert status == 200, (path, status, body)
+        return orjson.loads(body)
+
+    def room(self, room_id: str) -> dict | None:
+        status, body = self.get(f"/rooms/{room_id}")
+        return orjson.loads(body) if status == 200 else None
+
+    def rooms(self) -> list[dict]:
+        return [
+            r
+            for r in self.json("/rooms")["rooms"]
+            if not r["room_id"].startswith(FLUSH_ROOM_PREFIX)
+        ]
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Every sample of /metrics, keyed by (name, sorted labels)."""
+        status, body = self.get("/metrics")
+        assert status == 200
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(body.decode())
+            for sample in family.samples
+        }
+
+    # -- input -----------------------------------------------------------------------------
+    def replay(self, path: str | Path, mapping: dict[str, str] | None = None) -> dict[str, int]:
+        """Replay a recording into this pipeline's topics (recorded ones are mapped by role).
+
+        A recording of the default topics (live.views, live.clicks, live.orders) lands in this
+        pipeline's own ones; ``mapping`` renames any others.
+        """
+        from streams.recording import replay
+
+        defaults = Settings.model_fields
+        roles = {
+            defaults["topic_views"].default: self.settings.topic_views,
+            defaults["topic_clicks"].default: self.settings.topic_clicks,
+            defaults["topic_orders"].default: self.settings.topic_orders,
+        }
+        counts = asyncio.run(
+            replay(self.settings, Path(path), mapping={**roles, **(mapping or {})})
+        )
+        for topic, n in counts.items():
+            self.replayed[topic] = self.replayed.get(topic, 0) + n
+        return counts
+
+    def processed(self) -> dict[str, float]:
+        """Per source topic: records the worker has applied, judged late, or dead-lettered."""
+        m = self.metrics()
+        done: dict[str, float] = {}
+        for (name, labels), value in m.items():
+            if name in (
+                "livepulse_events_applied_total",
+                "livepulse_events_late_total",
+                "livepulse_events_invalid_total",
+            ):
+                topic = dict(labels)["topic"]
+                done[topic] = done.get(topic, 0) + value
+        return done
+
+    def wait_processed(self, timeout: float = 120) -> None:
+        """Until every replayed record is accounted for by the worker."""
+
+        def caught_up() -> bool:
+            done = self.processed()
+            return all(done.get(t, 0) >= n for t, n in self.replayed.items())
+
+        wait_until(caught_up, timeout, f"the worker to process {self.replayed}", self.log)
+
+    def close_windows(self, after_ms: int) -> None:
+        """Move every partition's watermark to ``after_ms``: one event per topic-partition.
+
+        The events belong to rooms named ``~flush-<n>``; their own windows stay open.
+        """
+        asyncio.run(self._send_flush(after_ms))
+
+    def flush_records(self, at_ms: int) -> list[tuple[str, bytes, bytes]]:
+        """(topic, key, value): an event at ``at_ms`` for every topic-partition."""
+        n = self.settings.partitions
+        rooms: dict[int, str] = {}
+        i = 0
+        while len(rooms) < n:
+            rooms.setdefault(partition_of(f"{FLUSH_ROOM_PREFIX}{i}", n), f"{FLUSH_ROOM_PREFIX}{i}")
+            i += 1
+        bodies = {
+            self.settings.topic_views: {"type": "impression"},
+            self.settings.topic_clicks: {"type": "product_impression", "product_id": "-"},
+            self.settings.topic_orders: {
+                "type": "created",
+                "order_id": "-",
+                "product_id": "-",
+                "quantity": 1,
+                "amount_cents": 0,
+                "currency": "CNY",
+            },
+        }
+        return [
+            (
+                topic,
+                room.encode(),
+                orjson.dumps(
+                    {
+                        "event_id": f"{room}-{topic}-{at_ms}",
+                        "room_id": room,
+                        "user_id": "-",
+                        "ts": at_ms,
+                        **body,
+                    }
+                ),
+            )
+            for room in rooms.values()
+            for topic, body in bodies.items()
+        ]
+
+    async def _send_flush(self, at_ms: int) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap_servers, acks="all")
+        await producer.start()
+        try:
+            sent = [
+                await producer.send(topic, value, key=key)
+                for topic, key, value in self.flush_records(at_ms)
+            ]
+            await asyncio.gather(*sent)
+        finally:
+            await producer.stop()
+
+    def closed_windows(self, room_id: str) -> list[dict]:
+        detail = self.room(room_id)
+        return [w for w in detail["windows"] if w["closed"]] if detail else []
+
+
+@contextlib.contextmanager
+def running_pipeline(
+    tmp: Path, broker_url: str | None = None, **overrides: str
+) -> Iterator[Pipeline]:
+    """A worker (and, without ``broker_url``, its own embedded broker), topics created, ready."""
+    values = {
+        "broker": broker_url or f"kafka://127.0.0.1:{free_port()}",
+        "web_port": str(free_port()),
+        "state_dir": str(tmp / "state"),
+        **TEST_SETTINGS,
+        **overrides,
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEPULSE_")}
+    env.update({f"LIVEPULSE_{k.upper()}": str(v) for k, v in values.items()})
+    settings = Settings(**values)  # type: ignore[arg-type]
+    with contextlib.ExitStack() as stack:
+        if broker_url is None:
+            stack.enter_context(broker.embedded(settings, log=tmp / "broker.log"))
+        asyncio.run(broker.ensure_topics(settings))
+        pipeline = Pipeline(settings, env, tmp / "worker.log")
+        stack.callback(pipeline.stop_worker)
+        pipeline.start_worker()
+        yield pipeline
+
+
+@pytest.fixture(scope="session")
+def livepulse_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An embedded broker for the test session; yields its ``kafka://`` URL."""
+    settings = Settings(broker=f"kafka://127.0.0.1:{free_port()}")
+    with broker.embedded(settings, log=tmp_path_factory.mktemp("livepulse-broker") / "broker.log"):
+        yield settings.broker
+
+
+@pytest.fixture
+def livepulse_pipeline(
+    livepulse_broker: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., Pipeline]]:
+    """Factory: ``livepulse_pipeline(**settings)`` starts a worker on fresh topics."""
+    with contextlib.ExitStack() as stack:
+
+        def start(**overrides: Any) -> Pipeline:
+            run = uuid.uuid4().hex[:8]
+            names = {
+                "app_id": f"livepulse-{run}",
+                "topic_views": f"{run}.live.views",
+                "topic_clicks": f"{run}.live.clicks",
+                "topic_orders": f"{run}.live.orders",
+                "topic_deadletter": f"{run}.live.deadletter",
+                "topic_batches": f"{run}.livepulse.batches",
+            }
+            tmp = tmp_path_factory.mktemp(f"pipeline-{run}")
+            values = {k: str(v) for k, v in {**names, **overrides}.items()}
+            return stack.enter_context(running_pipeline(tmp, livepulse_broker, **values))
+
+        yield start
