@@ -26,8 +26,8 @@ test: $(VENV)/.test lint
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.test
-	$(BIN)/ruff check streams tests
-	$(BIN)/ruff format --check streams tests
+	$(BIN)/ruff check streams tests bench
+	$(BIN)/ruff format --check streams tests bench
 
 format: $(VENV)/.test
 	$(BIN)/ruff format streams tests
@@ -35,3 +35,13 @@ format: $(VENV)/.test
 
 clean:
 	rm -rf $(VENV) state .pytest_cache .ruff_cache .hypothesis
+
+## bench: ceiling vs textbook Faust vs LivePulse, then latency and memory (under 20 minutes)
+bench: $(VENV)/.test
+	$(BIN)/python -m bench.run
+
+## bench-quick: the same on smaller inputs (under 5 minutes)
+bench-quick: $(VENV)/.test
+	$(BIN)/python -m bench.run --quick
+
+.PHONY: bench bench-quick

@@ -223,14 +223,7 @@ def replay(
         if not sep or not old or not new:
             raise fail(f"--map: expected OLD=NEW, not {item!r}")
         mapping[old] = new
-    pace: float | None = None
-    if speed != "max":
-        try:
-            pace = float(speed)
-        except ValueError:
-            pace = -1
-        if not pace > 0:
-            raise fail(f"--speed: expected 'max' or a number above 0, not {speed!r}")
+    pace = _speed(speed)
     bar, update = _progress("replaying")
     try:
         try:
@@ -250,6 +243,106 @@ def replay(
         raise fail(str(exc)) from None
     per_topic = ", ".join(f"{t} {n}" for t, n in sorted(counts.items()))
     console.print(f"replayed {sum(counts.values())} records ({per_topic or 'none'})")
+
+
+INCIDENT_KINDS = ("payment_outage", "stockout", "traffic_cut", "conversion_decay")
+
+
+@cli.command()
+def simulate(
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write a recording file instead of sending to Kafka."),
+    ] = None,
+    truth: Annotated[Path | None, typer.Option(help="Write the ground truth (JSON) here.")] = None,
+    seed: Annotated[int, typer.Option(help="Same seed, same session.")] = 1,
+    rooms: Annotated[int, typer.Option(min=1, help="Live rooms.")] = 20,
+    minutes: Annotated[float, typer.Option(min=0.1, help="Session length.")] = 30.0,
+    rate: Annotated[
+        float, typer.Option(min=0.1, help="Average total events/s of the session.")
+    ] = 2000.0,
+    speed: Annotated[str, typer.Option(help="1: real time; N: N× real time; max: flat out.")] = "1",
+    incidents: Annotated[
+        str, typer.Option(help=f"Comma list of {', '.join(INCIDENT_KINDS)}, or none.")
+    ] = ",".join(INCIDENT_KINDS),
+    out_of_order_share: Annotated[float, typer.Option(min=0, max=1)] = 0.02,
+    late_share: Annotated[float, typer.Option(min=0, max=1)] = 0.002,
+    malformed_share: Annotated[float, typer.Option(min=0, max=1)] = 0.001,
+    broker: BrokerOpt = None,
+    partitions: PartitionsOpt = None,
+) -> None:
+    """Generate live-room sessions (arcs, flash sales, incidents) with their ground truth."""
+    from streams.broker import BrokerError
+    from streams.simulate import Placement, configure, send_to_kafka, write_file, write_truth
+
+    settings = load(broker=broker, partitions=partitions)
+    quiet_kafka_client()
+    pace = _speed(speed)
+    kinds = (
+        () if incidents.strip() in ("", "none") else tuple(k.strip() for k in incidents.split(","))
+    )
+    unknown = sorted(set(kinds) - set(INCIDENT_KINDS))
+    if unknown:
+        raise fail(
+            f"--incidents: unknown kind(s) {', '.join(unknown)}; known: {', '.join(INCIDENT_KINDS)}"
+        )
+    placement = Placement.for_speed(minutes, pace, int(time.time() * 1000))
+    config = configure(
+        placement,
+        seed=seed,
+        rooms=rooms,
+        minutes=minutes,
+        rate=rate,
+        incidents=kinds,
+        out_of_order_share=out_of_order_share,
+        late_share=late_share,
+        malformed_share=malformed_share,
+        grace_ms=settings.grace_ms,
+        window_ms=settings.window_ms,
+        partitions=settings.partitions,
+    )
+    expected = int(rate * minutes * 60)
+    bar, update = _progress("simulating")
+    started = time.perf_counter()
+    try:
+        try:
+            if out is not None:
+                count = write_file(config, placement, settings, out, lambda n: update(n, expected))
+            else:
+                count = asyncio.run(
+                    send_to_kafka(config, placement, settings, lambda n: update(n, expected))
+                )
+        finally:
+            bar.stop()
+    except BrokerError as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"{out}: cannot write: {exc.strerror}") from None
+    took = time.perf_counter() - started
+    where = str(out) if out is not None else settings.broker
+    console.print(
+        f"generated {count} records in {took:.2f} s ({count / took:,.0f} records/s) to {where}"
+    )
+    if truth is not None:
+        started = time.perf_counter()
+        result = write_truth(config, truth)
+        console.print(
+            f"truth: {len(result['windows'])} room windows, {len(result['late'])} late, "
+            f"{len(result['malformed'])} malformed, {len(result['incidents'])} incidents "
+            f"-> {truth} ({time.perf_counter() - started:.2f} s)"
+        )
+
+
+def _speed(speed: str) -> float | None:
+    if speed == "max":
+        return None
+    try:
+        pace = float(speed)
+    except ValueError:
+        pace = -1
+    if not pace > 0:
+        raise fail(f"--speed: expected 'max' or a number above 0, not {speed!r}")
+    return pace
 
 
 @cli.command()

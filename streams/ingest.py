@@ -62,6 +62,7 @@ class Ingest:
             session_timeout_ms=int(s.session_timeout_seconds * 1000),
             heartbeat_interval_ms=int(s.heartbeat_interval_seconds * 1000),
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_wait_ms=s.ingest_fetch_ms,  # aiokafka's 500 ms default is pure latency
         )
         consumer.subscribe(list(s.source_topics), listener=_Assignment(self))
         producer = AIOKafkaProducer(
@@ -88,6 +89,7 @@ class Ingest:
         )
         now = time.time()
         now_ms = int(now * 1000)
+        max_skew_ms = s.max_skew_ms
         per_partition: dict[int, list[Ev]] = {}
         pending = []
         for tp, records in fetched.items():
@@ -96,9 +98,7 @@ class Ingest:
             self.metrics.consumed.labels(tp.topic).inc(len(records))
             for rec in records:
                 try:
-                    bucket.append(
-                        decode(src, rec.offset, rec.key, rec.value, now_ms, s.max_skew_ms)
-                    )
+                    bucket.append(decode(src, rec.offset, rec.key, rec.value, now_ms, max_skew_ms))
                 except InvalidRecord as bad:
                     self.metrics.invalid.labels(tp.topic, bad.category).inc()
                     headers = [

@@ -1,0 +1,244 @@
+"""Ground truth: the windows contract v1 says a stream of records must produce.
+
+Written from the README and the JSON Schemas, deliberately without importing the stream code
+(``streams.contract``, ``windows``, ``funnel``, ``rooms``, ``processor``): if both agree, it is
+not because they share a bug. It is computed from the records alone; the generator's labels
+are only counted (``totals``), never trusted.
+
+The rules, restated simply:
+
+* A record is **malformed** (not applied) when its value is not a JSON object (``json``), when
+  the object breaks the schema of its topic (``schema``: required fields, types, ``ts`` >= 0,
+  ``quantity`` >= 1, ``amount_cents`` >= 0, ``watch_ms`` >= 0, ``currency`` of three capital
+  letters, a ``type`` of that topic), or when the key is missing or is not the ``room_id``
+  in UTF-8 (``key``). Integers are JSON integers without a fraction or exponent.
+  Malformed records do not move any clock. (The wall-clock skew rule is not modelled: give the
+  session an ``end_ms`` that is not in the future of the consumer.)
+* Topics are co-partitioned; a key's partition is Kafka's default (murmur2) partitioner.
+  Records of one (topic, partition) are in the order they are given.
+* A valid event is **late** (not applied) when its ``ts`` is more than ``grace_ms`` behind the
+  largest ``ts`` already seen on its own (topic, partition); otherwise it raises that maximum
+  when it is larger, and is applied to the tumbling window ``[ts - ts % window_ms, + window_ms)``
+  of its room. (With no idle timeout a non-late event never meets a closed window.)
+* Derived values as contract v1 defines them, ``None`` when the denominator is 0; growth is
+  against the room's window immediately before, ``None`` when that window has no applied
+  events or 0 paid orders (0 GMV for ``gmv_growth``). The floating-point operations are done
+  in the same order as the contract's reference arithmetic (GMV in units = cents / 100;
+  ``gpm`` = GMV * 1000 / enters).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict
+
+import orjson
+
+from streams.simulator.generate import Emitted
+from streams.simulator.partitioner import partition_for
+from streams.simulator.sessions import SimConfig, incidents
+
+TYPES = {
+    "views": ("impression", "enter", "leave"),
+    "clicks": ("product_impression", "product_click"),
+    "orders": ("created", "paid", "refunded"),
+}
+_CURRENCY = re.compile(r"[A-Z]{3}")
+
+# indices into a window's count list
+(
+    IMPRESSIONS,
+    ENTERS,
+    LEAVES,
+    WATCH_MS,
+    PRODUCT_IMPRESSIONS,
+    PRODUCT_CLICKS,
+    CREATED,
+    PAID,
+    GMV,
+    REFUNDS,
+    REFUND_CENTS,
+) = range(11)
+_SLOTS = 11
+
+
+def _text(body: dict, name: str) -> bool:
+    v = body.get(name)
+    return isinstance(v, str) and len(v) >= 1
+
+
+def _integer(body: dict, name: str, minimum: int) -> bool:
+    v = body.get(name)
+    return type(v) is int and v >= minimum
+
+
+def check(topic: str, key: bytes | None, value: bytes) -> tuple[dict | None, str | None]:
+    """``(event, None)`` for a valid record, ``(None, reason)`` with reason json/schema/key."""
+    try:
+        body = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None, "json"
+    if not isinstance(body, dict):
+        return None, "schema"
+    type_ = body.get("type")
+    if type_ not in TYPES[topic]:
+        return None, "schema"
+    if not (
+        _text(body, "event_id")
+        and _text(body, "room_id")
+        and _text(body, "user_id")
+        and _integer(body, "ts", 0)
+    ):
+        return None, "schema"
+    if type_ == "leave":
+        if not _integer(body, "watch_ms", 0):
+            return None, "schema"
+    elif topic == "clicks":
+        if not _text(body, "product_id"):
+            return None, "schema"
+    elif topic == "orders":
+        currency = body.get("currency")
+        if not (
+            _text(body, "order_id")
+            and _text(body, "product_id")
+            and _integer(body, "quantity", 1)
+            and _integer(body, "amount_cents", 0)
+            and isinstance(currency, str)
+            and _CURRENCY.fullmatch(currency)
+        ):
+            return None, "schema"
+    if key is None or key != body["room_id"].encode():
+        return None, "key"
+    return body, None
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return None if denominator == 0 else numerator / denominator
+
+
+def _growth(current: int, previous: int | None) -> float | None:
+    return None if not previous else current / previous - 1
+
+
+def compute_truth(config: SimConfig, emitted: Iterable[Emitted]) -> dict:
+    """The expected windows, late and malformed records of ``emitted`` (JSON-serialisable)."""
+    size = config.window_ms
+    grace = config.grace_ms
+    partitions = config.partitions
+    max_ts: dict[tuple[str, int], int] = {}
+    windows: dict[tuple[str, int], list] = {}
+    late: list[dict] = []
+    late_by_room: Counter[str] = Counter()
+    malformed: list[dict] = []
+    labels: Counter[str] = Counter()
+    applied = 0
+
+    for e in emitted:
+        labels[e.label] += 1
+        body, reason = check(e.topic, e.key, e.value)
+        if body is None:
+            malformed.append({"event_id": e.event_id, "topic": e.topic, "reason": reason})
+            continue
+        ts = body["ts"]
+        room = body["room_id"]
+        where = (e.topic, partition_for(e.key, partitions))
+        top = max_ts.get(where)
+        if top is None or ts > top:
+            max_ts[where] = ts
+        elif top - ts > grace:
+            late.append(
+                {
+                    "event_id": e.event_id,
+                    "topic": e.topic,
+                    "room_id": room,
+                    "ts": ts,
+                    "arrival_ms": e.arrival_ms,
+                }
+            )
+            late_by_room[room] += 1
+            continue
+        applied += 1
+        wkey = (room, ts - ts % size)
+        w = windows.get(wkey)
+        if w is None:
+            w = windows[wkey] = [[0] * _SLOTS, set()]
+        c = w[0]
+        type_ = body["type"]
+        if type_ == "impression":
+            c[IMPRESSIONS] += 1
+        elif type_ == "enter":
+            c[ENTERS] += 1
+            w[1].add(body["user_id"])
+        elif type_ == "leave":
+            c[LEAVES] += 1
+            c[WATCH_MS] += body["watch_ms"]
+        elif type_ == "product_impression":
+            c[PRODUCT_IMPRESSIONS] += 1
+        elif type_ == "product_click":
+            c[PRODUCT_CLICKS] += 1
+        elif type_ == "created":
+            c[CREATED] += 1
+        elif type_ == "paid":
+            c[PAID] += 1
+            c[GMV] += body["amount_cents"]
+        else:  # refunded
+            c[REFUNDS] += 1
+            c[REFUND_CENTS] += body["amount_cents"]
+
+    rows = []
+    for room, start in sorted(windows):
+        c, viewers = windows[(room, start)]
+        prev = windows.get((room, start - size))
+        prev_paid = prev[0][PAID] if prev else None
+        prev_gmv = prev[0][GMV] if prev else None
+        gmv = c[GMV] / 100
+        rows.append(
+            {
+                "room_id": room,
+                "window_start": start,
+                "window_end": start + size,
+                "impressions": c[IMPRESSIONS],
+                "enters": c[ENTERS],
+                "unique_viewers": len(viewers),
+                "leaves": c[LEAVES],
+                "watch_ms_total": c[WATCH_MS],
+                "product_impressions": c[PRODUCT_IMPRESSIONS],
+                "product_clicks": c[PRODUCT_CLICKS],
+                "orders_created": c[CREATED],
+                "orders_paid": c[PAID],
+                "gmv_cents": c[GMV],
+                "refunds": c[REFUNDS],
+                "refund_cents": c[REFUND_CENTS],
+                "enter_rate": _ratio(c[ENTERS], c[IMPRESSIONS]),
+                "ctr": _ratio(c[PRODUCT_CLICKS], c[PRODUCT_IMPRESSIONS]),
+                "conversion_rate": _ratio(c[PAID], c[ENTERS]),
+                "click_to_order_rate": _ratio(c[PAID], c[PRODUCT_CLICKS]),
+                "gpm": _ratio(gmv * 1000, c[ENTERS]),
+                "aov": _ratio(gmv, c[PAID]),
+                "order_growth": _growth(c[PAID], prev_paid),
+                "gmv_growth": _growth(c[GMV], prev_gmv),
+            }
+        )
+
+    settings = asdict(config)
+    settings["incidents"] = list(config.incidents)
+    return {
+        "config": settings,
+        "windows": rows,
+        "late": late,
+        "late_by_room": dict(sorted(late_by_room.items())),
+        "malformed": malformed,
+        "incidents": incidents(config) if config.end_ms is not None else [],
+        "totals": {
+            "emitted": sum(labels.values()),
+            "ok": labels["ok"],
+            "out_of_order": labels["out_of_order"],
+            "late": labels["late"],
+            "malformed": labels["malformed"],
+            "applied": applied,
+            "late_by_contract": len(late),
+            "malformed_by_contract": len(malformed),
+        },
+    }
