@@ -1,0 +1,918 @@
+"""``python -m bench.run [--quick]``: three contenders side by side, then LivePulse's latency
+and memory, on the embedded broker. Prints Markdown tables; writes ``bench/results/<UTC>.json``
+and ``.md``.
+
+Each phase gets a fresh embedded broker on a free port, so no topic, group or offset leaks
+from one contender to the next. Every process started here is stopped on the way out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import os
+import platform
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NoReturn
+
+import aiohttp
+import orjson
+
+from bench import load
+from bench.procs import (
+    BenchError,
+    Child,
+    child,
+    clean_env,
+    cpu_seconds,
+    http_get,
+    metric_values,
+    peak_rss_mb,
+    rss_mb,
+    wait_for,
+)
+from streams import broker
+from streams.settings import Settings
+from streams.testing import free_port, partition_of
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+PARTITIONS = 4
+GRACE_MS = 5_000  # LivePulse's default grace, which the latency phase leaves alone
+WINDOW_MS = 60_000
+PROGRESS_FAMILIES = (
+    "livepulse_events_applied",
+    "livepulse_events_late",
+    "livepulse_events_invalid",
+)
+#: Rooms whose events end each topic-partition of the input; see add_sentinels().
+SENTINEL_PREFIX = "bench-end-"
+
+
+def say(message: str) -> None:
+    """Progress on stderr, so stdout carries only the result tables."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes of one run: the full benchmark or the quick one."""
+
+    quick: bool
+    events: int
+    rooms: int
+    textbook_cap_s: float
+    latency_s: float
+    latency_rate: float
+    memory_rooms: tuple[int, ...]
+    seed: int
+    phases: tuple[str, ...]
+
+    @classmethod
+    def make(cls, quick: bool, seed: int, phases: tuple[str, ...]) -> Plan:
+        return cls(
+            quick=quick,
+            events=200_000 if quick else 1_000_000,
+            rooms=2_000,
+            textbook_cap_s=30 if quick else 60,
+            latency_s=20 if quick else 60,
+            latency_rate=10_000,
+            memory_rooms=(10_000, 30_000) if quick else (10_000, 100_000),
+            seed=seed,
+            phases=phases,
+        )
+
+
+PHASES = ("ceiling", "textbook", "livepulse", "latency", "memory")
+
+
+# -- input ---------------------------------------------------------------------------------
+def sentinel_rooms(partitions: int) -> dict[int, str]:
+    """One room per partition, used only by the last record of each topic-partition."""
+    rooms: dict[int, str] = {}
+    i = 0
+    while len(rooms) < partitions:
+        room = f"{SENTINEL_PREFIX}{i}"
+        rooms.setdefault(partition_of(room, partitions), room)
+        i += 1
+    return rooms
+
+
+def add_sentinels(records: load.Partitioned, partitions: int) -> dict[int, str]:
+    """End every topic-partition with an event of its partition's sentinel room.
+
+    LivePulse applies each topic-partition in log order, so once a sentinel room shows one
+    event of every topic, all input before it is accounted for: finding that out costs a
+    tiny ``/rooms/{id}`` request instead of a multi-megabyte ``/metrics`` scrape.
+    """
+    rooms = sentinel_rooms(partitions)
+    rng = random.Random(0)
+    kind = {load.VIEWS: 0, load.CLICKS: 3, load.ORDERS: 5}
+    for p, room in rooms.items():
+        for topic in load.SOURCE_TOPICS:
+            recs = records.setdefault((topic, p), [])
+            ts = max((r[2] for r in recs[-1000:]), default=int(time.time() * 1000))
+            key = room.encode()
+            recs.append((key, load.event(rng, 0, key, kind[topic], ts), ts))
+    return rooms
+
+
+def check_schemas(records: load.Partitioned) -> str:
+    """Validate a sample of every topic-partition against ``schemas/*.json`` (the contract)."""
+    try:
+        import jsonschema
+    except ImportError:
+        return "not checked (jsonschema not installed)"
+    validators = {
+        topic: jsonschema.Draft202012Validator(
+            orjson.loads((ROOT / "schemas" / f"{topic}.schema.json").read_bytes())
+        )
+        for topic in load.SOURCE_TOPICS
+    }
+    checked = 0
+    for (topic, _), recs in records.items():
+        for key, value, _ts in [*recs[:300], *recs[-3:]]:
+            doc = orjson.loads(value)
+            errors = list(validators[topic].iter_errors(doc))
+            if errors or doc["room_id"].encode() != key:
+                raise BenchError(f"generated record breaks the contract: {value!r}: {errors[:1]}")
+            checked += 1
+    return f"{checked} sampled records valid"
+
+
+# -- brokers and workers -------------------------------------------------------------------
+@contextlib.contextmanager
+def fresh_broker(tmp: Path, name: str) -> Iterator[tuple[Settings, subprocess.Popen]]:
+    """An embedded broker of its own on a free port, with LivePulse's topics created."""
+    settings = Settings(broker=f"kafka://127.0.0.1:{free_port()}", partitions=PARTITIONS)
+    with broker.embedded(settings, log=tmp / f"broker-{name}.log") as proc:
+        asyncio.run(broker.ensure_topics(settings))
+        yield settings, proc
+
+
+def preload(settings: Settings, records: load.Partitioned, name: str) -> None:
+    seconds = asyncio.run(load.preload(settings.bootstrap_servers, records))
+    say(f"{name}: preloaded {load.total(records):,} records in {seconds:.1f} s")
+
+
+def preload_in_background(
+    settings: Settings, records: load.Partitioned, name: str
+) -> Callable[[], None]:
+    """Start writing the input in a thread (its own event loop); returns a join function."""
+    outcome: list[BaseException | float] = []
+
+    def target() -> None:
+        try:
+            outcome.append(asyncio.run(load.preload(settings.bootstrap_servers, records)))
+        except BaseException as exc:  # handed to join()
+            outcome.append(exc)
+
+    thread = threading.Thread(target=target, name="preload", daemon=True)
+    thread.start()
+
+    def join() -> None:
+        thread.join(300)
+        if not outcome:
+            raise BenchError("writing the input took over 300 s")
+        if isinstance(outcome[0], BaseException):
+            raise BenchError(f"writing the input failed: {outcome[0]!r}")
+        say(f"{name}: wrote {load.total(records):,} records in {outcome[0]:.1f} s meanwhile")
+
+    return join
+
+
+def livepulse_env(settings: Settings, port: int, state: Path) -> dict[str, str]:
+    return clean_env(
+        LIVEPULSE_BROKER=settings.broker,
+        LIVEPULSE_PARTITIONS=str(PARTITIONS),
+        LIVEPULSE_WEB_PORT=str(port),
+        LIVEPULSE_STATE_DIR=str(state),
+        LIVEPULSE_REBALANCE_TIMEOUT_SECONDS="3",
+        LIVEPULSE_SESSION_TIMEOUT_SECONDS="10",
+        LIVEPULSE_HEARTBEAT_INTERVAL_SECONDS="1",
+        LIVEPULSE_IDLE_TIMEOUT_SECONDS="3600",
+        LIVEPULSE_LOGLEVEL="warning",
+    )
+
+
+@contextlib.contextmanager
+def livepulse_worker(settings: Settings, tmp: Path, name: str) -> Iterator[tuple[Child, str]]:
+    """The real worker (``python -m streams.cli worker``); yields it and its base URL."""
+    port = free_port()
+    env = livepulse_env(settings, port, tmp / f"state-{name}")
+    with child(
+        f"livepulse worker ({name})", ["-m", "streams.cli", "worker"], env, tmp / f"{name}.log"
+    ) as worker:
+        yield worker, f"http://127.0.0.1:{port}"
+
+
+def processed_total(base_url: str, timeout: float = 60) -> float | None:
+    """applied + late + invalid over the source topics, from /metrics (None: no answer)."""
+    status, body = http_get(base_url + "/metrics", timeout=timeout)
+    if status != 200:
+        return None
+    values = metric_values(body.decode(), PROGRESS_FAMILIES)
+    return sum(v for name, samples in values.items() if name.endswith("_total") for _, v in samples)
+
+
+def room_windows(base_url: str, room: str) -> list[dict] | None:
+    status, body = http_get(f"{base_url}/rooms/{room}", timeout=10)
+    return orjson.loads(body)["windows"] if status == 200 else None
+
+
+def room_sum(windows: list[dict] | None, field: str) -> int:
+    return sum(w[field] for w in windows or ())
+
+
+# -- measuring a backlog -------------------------------------------------------------------
+@dataclass
+class Sample:
+    at: float  # monotonic seconds
+    events: float
+    cpu: float
+    broker_cpu: float
+
+
+def _sample(events: float, worker: Child, broker_proc: subprocess.Popen) -> Sample:
+    return Sample(time.monotonic(), events, cpu_seconds(worker.pid), cpu_seconds(broker_proc.pid))
+
+
+def track_backlog(
+    worker: Child,
+    broker_proc: subprocess.Popen,
+    progress: Callable[[], float | None],
+    total: int,
+    *,
+    started: Callable[[], float | None],
+    cap_s: float | None = None,
+    finished: Callable[[], bool] | None = None,
+    start_timeout: float = 180,
+    stall_s: float = 60,
+) -> dict[str, Any]:
+    """Measure a worker draining a preloaded backlog, from its first processed event.
+
+    ``started`` is a cheap check polled every 50 ms: None until the worker has processed
+    something, then the events processed so far. ``progress`` (a full count, at most once
+    a second: scrapes cost the worker CPU) ends the run when it reaches ``total``
+    (interpolated between the last two polls); so does ``finished`` turning true (polled
+    every 0.25 s), or ``cap_s``.
+    """
+    launched = time.monotonic()
+    while True:
+        worker.check()
+        n = started()
+        if n is not None:
+            break
+        if time.monotonic() - launched > start_timeout:
+            raise BenchError(f"{worker.name} processed nothing in {start_timeout:.0f} s")
+        time.sleep(0.05)
+    first = _sample(n, worker, broker_proc)
+    startup = first.at - launched
+    prev = last = first
+    capped = False
+    moved_at = first.at
+    while True:
+        worker.check()
+        if finished is not None:
+            time.sleep(0.25)
+            if finished():
+                last = _sample(total, worker, broker_proc)
+                break
+        else:
+            time.sleep(1.0)
+            n = progress()
+            if n is not None:  # None: no answer this time; the stall check still applies
+                prev, last = last, _sample(n, worker, broker_proc)
+                if n >= total:
+                    # Interpolate when the last event went through, between the two polls.
+                    share = (total - prev.events) / max(n - prev.events, 1e-9)
+                    last.at = prev.at + share * (last.at - prev.at)
+                    last.events = total
+                    break
+                if n > prev.events:
+                    moved_at = last.at
+        now = time.monotonic()
+        if cap_s is not None and now - first.at >= cap_s:
+            if finished is not None:
+                n = progress() or first.events
+                last = _sample(n, worker, broker_proc)
+            capped = True
+            break
+        if now - moved_at > stall_s and finished is None:
+            raise BenchError(f"{worker.name} made no progress for {stall_s:.0f} s")
+        if finished is not None and now - first.at > 1800:
+            raise BenchError(f"{worker.name} did not finish the backlog in 30 minutes")
+    events = last.events - first.events
+    seconds = last.at - first.at
+    done = last.events
+    if finished is not None:
+        for _ in range(5):  # one full count, to check the sentinels told the truth
+            done = progress()
+            if done is not None:
+                break
+            time.sleep(1)
+    if finished is not None and not capped and (done or 0) < total:
+        raise BenchError(f"{worker.name} finished the sentinels but accounts for {done} of {total}")
+    return {
+        "events_per_s": events / seconds,
+        "events": int(events),
+        "seconds": seconds,
+        "cpu_seconds_per_million_events": (last.cpu - first.cpu) / events * 1e6,
+        "peak_rss_mb": peak_rss_mb(worker.pid),
+        "cores_used": (last.cpu - first.cpu) / seconds,
+        "broker_cpu_seconds_per_million_events": (last.broker_cpu - first.broker_cpu)
+        / events
+        * 1e6,
+        "processed_before_measuring": int(first.events),
+        "processed_total": int(done or 0),
+        "seconds_to_first_event": startup,
+        "capped": capped,
+        "cap_seconds": cap_s,
+    }
+
+
+# -- the three contenders ------------------------------------------------------------------
+def run_ceiling(tmp: Path, records: load.Partitioned, expected: int) -> dict[str, Any]:
+    with fresh_broker(tmp, "ceiling") as (settings, _):
+        preload(settings, records, "ceiling")
+        out = tmp / "ceiling.json"
+        args = [
+            "-m",
+            "bench.ceiling",
+            "--bootstrap",
+            settings.bootstrap_servers[0],
+            "--expected",
+            str(expected),
+            "--out",
+            str(out),
+        ]
+        with child("ceiling consumer", args, clean_env(), tmp / "ceiling.log") as consumer:
+            try:
+                consumer.proc.wait(600)
+            except subprocess.TimeoutExpired:
+                raise BenchError(
+                    f"the ceiling consumer ran over 600 s; log: {consumer.log}"
+                ) from None
+            if consumer.proc.returncode:
+                consumer.check()  # raises with the log tail
+        result = orjson.loads(out.read_bytes())
+    result["events_per_s"] = result["events"] / result["seconds"]
+    result["cpu_seconds_per_million_events"] = result.pop("cpu_seconds") / result["events"] * 1e6
+    return result
+
+
+def run_textbook(
+    tmp: Path, records: load.Partitioned, expected: int, cap_s: float
+) -> dict[str, Any]:
+    with fresh_broker(tmp, "textbook") as (settings, broker_proc):
+        preload(settings, records, "textbook")
+        port = free_port()
+        env = clean_env(
+            BENCH_TEXTBOOK_BROKER=settings.broker,
+            BENCH_TEXTBOOK_WEB_PORT=str(port),
+            BENCH_TEXTBOOK_DATADIR=str(tmp / "textbook-data"),
+            BENCH_TEXTBOOK_APP_ID=f"bench-textbook-{uuid.uuid4().hex[:8]}",
+            BENCH_TEXTBOOK_PARTITIONS=str(PARTITIONS),
+        )
+        # Faust's own CLI spells the warning level "warn".
+        args = ["-m", "bench.textbook", "worker", "-l", "warn"]
+        with child("textbook worker", args, env, tmp / "textbook.log") as worker:
+
+            def progress() -> float | None:
+                status, body = http_get(f"http://127.0.0.1:{port}/progress", timeout=10)
+                return orjson.loads(body)["events"] if status == 200 else None
+
+            say(f"textbook: worker started; measuring (cap {cap_s:.0f} s)")
+            return track_backlog(
+                worker,
+                broker_proc,
+                progress,
+                expected,
+                started=lambda: progress() or None,  # a tiny page: cheap to poll often
+                cap_s=cap_s,
+            )
+
+
+def run_livepulse(
+    tmp: Path,
+    records: load.Partitioned,
+    expected: int,
+    sentinels: dict[int, str],
+    first_room: str,
+) -> dict[str, Any]:
+    with (
+        fresh_broker(tmp, "livepulse") as (settings, broker_proc),
+        livepulse_worker(settings, tmp, "livepulse") as (worker, base),
+    ):
+        # Two stages: with the input already in Kafka, the ingest stage would turn most of it
+        # into envelopes while the Faust agent is still joining its group, and the run would
+        # time only the second stage. So: a ready, idle worker, then the input.
+        wait_for(base + "/ready", worker, 180, "the livepulse worker to be ready")
+        pending = dict(sentinels)
+
+        def finished() -> bool:
+            for p, room in list(pending.items()):
+                windows = room_windows(base, room)
+                if all(
+                    room_sum(windows, f)
+                    for f in ("impressions", "product_impressions", "orders_created")
+                ):
+                    del pending[p]
+            return not pending
+
+        def started() -> float | None:
+            # The busiest room shows up with the first envelopes of its partition; the
+            # few thousand events processed by then are counted as processed in-run.
+            return 0.0 if room_windows(base, first_room) is not None else None
+
+        say("livepulse: worker ready; sending the input and measuring")
+        join = preload_in_background(settings, records, "livepulse")
+        result = track_backlog(
+            worker,
+            broker_proc,
+            lambda: processed_total(base),
+            expected,
+            started=started,
+            finished=finished,
+        )
+        join()
+        return result
+
+
+# -- latency at a steady load --------------------------------------------------------------
+def percentiles(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"n": 0, "p50": None, "p95": None, "p99": None, "max": None}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+
+    return {"n": len(ordered), "p50": at(0.5), "p95": at(0.95), "p99": at(0.99), "max": ordered[-1]}
+
+
+PROBE_EVERY_S = 0.2
+POLL_S = 0.05
+PROBE_TIMEOUT_S = 30
+
+
+async def _first_seen(
+    http: aiohttp.ClientSession, url: str, test: Callable[[list[dict]], bool]
+) -> float | None:
+    """The wall time a GET of ``url`` came back satisfying ``test``, else None."""
+    try:
+        async with http.get(url) as resp:
+            body = await resp.read()
+            status = resp.status
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        return None
+    at = time.time()
+    if status != 200:
+        return None
+    return at if test(orjson.loads(body)["windows"]) else None
+
+
+async def _probes(
+    http: aiohttp.ClientSession, base: str, prod: Any, end: float, seed: int
+) -> dict[str, Any]:
+    """Every 0.2 s an ``enter`` in a room of its own; latency until /rooms shows it."""
+    rng = random.Random(seed)
+    pending: dict[str, float] = {}
+    latencies: list[float] = []
+    lost = 0
+    sent = 0
+    next_probe = time.time()
+    while True:
+        now = time.time()
+        if now < end and now >= next_probe:
+            room = f"probe-{sent:05d}"
+            key = room.encode()
+            t0 = time.time()
+            value = load.event(rng, sent, key, 1, int(t0 * 1000))
+            await prod.send(load.VIEWS, value, key=key, partition=partition_of(room, PARTITIONS))
+            pending[room] = t0
+            sent += 1
+            next_probe += PROBE_EVERY_S
+        if not pending and now >= end:
+            break
+        rooms = list(pending)
+        seen = await asyncio.gather(
+            *(
+                _first_seen(http, f"{base}/rooms/{r}", lambda ws: room_sum(ws, "enters") >= 1)
+                for r in rooms
+            )
+        )
+        for room, at in zip(rooms, seen, strict=True):
+            if at is not None:
+                latencies.append(at - pending.pop(room))
+            elif time.time() - pending[room] > PROBE_TIMEOUT_S:
+                del pending[room]
+                lost += 1
+        await asyncio.sleep(POLL_S)
+    return {**percentiles(latencies), "probes": sent, "lost": lost}
+
+
+async def _closes(
+    http: aiohttp.ClientSession, base: str, rooms: list[str], boundaries: list[int]
+) -> dict[str, Any]:
+    """For each window end B: from B + grace until the sample rooms show that window closed."""
+    delays: list[float] = []
+    lost = 0
+    for end_ms in boundaries:
+        close_at = (end_ms + GRACE_MS) / 1000
+        await asyncio.sleep(max(0.0, close_at - 0.5 - time.time()))
+        start_ms = end_ms - WINDOW_MS
+
+        def is_closed(windows: list[dict], start_ms: int = start_ms) -> bool:
+            return any(w["window_start"] == start_ms and w["closed"] for w in windows)
+
+        pending = set(rooms)
+        while pending and time.time() < close_at + PROBE_TIMEOUT_S:
+            order = list(pending)
+            seen = await asyncio.gather(
+                *(_first_seen(http, f"{base}/rooms/{r}", is_closed) for r in order)
+            )
+            for room, at in zip(order, seen, strict=True):
+                if at is not None:
+                    delays.append(max(0.0, at - close_at))
+                    pending.discard(room)
+            await asyncio.sleep(POLL_S)
+        lost += len(pending)
+    return {
+        **percentiles(delays),
+        "windows": len(boundaries),
+        "rooms_per_window": len(rooms),
+        "lost": lost,
+    }
+
+
+async def _latency(plan: Plan, settings: Settings, base: str, worker: Child) -> dict[str, Any]:
+    rooms = load.Rooms.make(plan.rooms, PARTITIONS, prefix="live")
+    # Two of the busiest rooms per partition: they have events in every window.
+    watched: list[str] = []
+    for p in range(PARTITIONS):
+        watched += [r for r, rp in zip(rooms.ids, rooms.partitions, strict=True) if rp == p][:2]
+    paced = load.PacedLoad(rooms, plan.latency_rate, plan.seed + 1)
+    prod = load.producer(settings.bootstrap_servers)
+    await prod.start()
+    stop = asyncio.Event()
+    feeder = asyncio.create_task(paced.run(prod, stop))
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            await asyncio.sleep(5)  # warm-up: every partition has seen all three topics
+            if feeder.done():
+                feeder.result()
+            start = time.time()
+            cpu0, sent0 = cpu_seconds(worker.pid), paced.sent
+            end = start + plan.latency_s
+            # Window ends whose close (end + grace) falls inside the run; at least one, so a
+            # short (quick) run is stretched to the next close when none falls inside it.
+            first_end = (math.floor((start * 1000 - GRACE_MS) / WINDOW_MS) + 1) * WINDOW_MS
+            if (first_end + GRACE_MS) / 1000 < start + 1:
+                first_end += WINDOW_MS
+            end = max(end, (first_end + GRACE_MS) / 1000 + 3)
+            boundaries = list(range(first_end, int((end - 3) * 1000) - GRACE_MS + 1, WINDOW_MS))
+            say(
+                f"latency: {plan.latency_rate:,.0f} events/s for {end - start:.0f} s, "
+                f"{len(boundaries)} window close(s)"
+            )
+            probes, closes = await asyncio.gather(
+                _probes(http, base, prod, end, plan.seed + 2),
+                _closes(http, base, watched, boundaries),
+            )
+            elapsed = time.time() - start
+            worker.check()
+            cpu = cpu_seconds(worker.pid) - cpu0
+            offered = (paced.sent - sent0) / elapsed
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(feeder, 30)
+        await prod.stop()
+    return {
+        "offered_events_per_s": offered,
+        "target_events_per_s": plan.latency_rate,
+        "seconds": elapsed,
+        "rooms": plan.rooms,
+        "worker_cores_used": cpu / elapsed,
+        "event_to_visible_s": probes,
+        "beyond_window_close_s": closes,
+        "resolution_s": POLL_S,
+        "peak_rss_mb": peak_rss_mb(worker.pid),
+    }
+
+
+def run_latency(tmp: Path, plan: Plan) -> dict[str, Any]:
+    with (
+        fresh_broker(tmp, "latency") as (settings, _),
+        livepulse_worker(settings, tmp, "latency") as (worker, base),
+    ):
+        wait_for(base + "/ready", worker, 180, "the latency worker to be ready")
+        return asyncio.run(_latency(plan, settings, base, worker))
+
+
+# -- memory per active room ----------------------------------------------------------------
+def memory_records(n: int, seed: int) -> tuple[load.Partitioned, dict[int, str]]:
+    """impression + enter + product_impression now, for each of ``n`` rooms; last room per
+    partition."""
+    rng = random.Random(seed)
+    now_ms = int(time.time() * 1000)
+    rows = []
+    last: dict[int, str] = {}
+    for i in range(n):
+        room = f"mem-{i:06d}"
+        key = room.encode()
+        p = partition_of(room, PARTITIONS)
+        for kind in (0, 1, 3):
+            topic = load.MIX[kind][0]
+            rows.append((topic, p, key, load.event(rng, i * 3 + kind, key, kind, now_ms), now_ms))
+        last[p] = room
+    return load.group(rows), last
+
+
+def active_rooms(base: str) -> tuple[float | None, float, int]:
+    """(livepulse_rooms{role="active"}, seconds the scrape took, its size in bytes)."""
+    started = time.perf_counter()
+    status, body = http_get(base + "/metrics", timeout=300)
+    took = time.perf_counter() - started
+    if status != 200:
+        return None, took, 0
+    values = metric_values(body.decode(), ("livepulse_rooms",))
+    active = next(
+        (v for labels, v in values.get("livepulse_rooms", []) if labels.get("role") == "active"),
+        None,
+    )
+    return active, took, len(body)
+
+
+def run_memory(tmp: Path, n: int, seed: int) -> dict[str, Any]:
+    with (
+        fresh_broker(tmp, f"memory-{n}") as (settings, _),
+        livepulse_worker(settings, tmp, f"memory-{n}") as (worker, base),
+    ):
+        wait_for(base + "/ready", worker, 180, "the memory worker to be ready")
+        idle = rss_mb(worker.pid)
+        records, last = memory_records(n, seed)
+        asyncio.run(load.preload(settings.bootstrap_servers, records))
+        deadline = time.monotonic() + 600
+        pending = dict(last)
+        while pending:
+            worker.check()
+            if time.monotonic() > deadline:
+                raise BenchError(f"{n} rooms did not all arrive within 600 s; log: {worker.log}")
+            time.sleep(0.5)
+            for p, room in list(pending.items()):
+                ws = room_windows(base, room)
+                if room_sum(ws, "enters") and room_sum(ws, "product_impressions"):
+                    del pending[p]
+        rss = rss_mb(worker.pid)  # before any large scrape inflates the heap
+        active, took, size = active_rooms(base)
+        for _ in range(10):
+            if active == n:
+                break
+            time.sleep(1)
+            active, took, size = active_rooms(base)
+        if active != n:
+            raise BenchError(f"livepulse_rooms{{role=active}} is {active}, expected {n}")
+        times = [took]
+        repeats = 5 if took < 20 else 3
+        for _ in range(repeats - 1):
+            times.append(active_rooms(base)[1])
+        return {
+            "active_rooms": n,
+            "rss_mb": rss,
+            "rss_idle_mb": idle,
+            "kb_per_room": (rss - idle) * 1024 / n,
+            "rss_after_scrapes_mb": rss_mb(worker.pid),
+            "peak_rss_mb": peak_rss_mb(worker.pid),
+            "scrape_seconds_median": statistics.median(times),
+            "scrape_seconds": times,
+            "scrape_bytes": size,
+        }
+
+
+# -- output --------------------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu_model": model,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadavg_at_start": os.getloadavg(),
+    }
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def _ms(stats: dict[str, Any]) -> str:
+    if not stats.get("n"):
+        return "no samples"
+    return (
+        f"{stats['p50'] * 1000:,.0f} / {stats['p95'] * 1000:,.0f} / {stats['p99'] * 1000:,.0f} ms"
+        f" (n={stats['n']}{', lost ' + str(stats['lost']) if stats.get('lost') else ''})"
+    )
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        "| contender | events/s | events | seconds | CPU s / M events | peak RSS MB | notes |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    notes = {
+        "ceiling": "aiokafka getmany + orjson.loads only",
+        "textbook": "Faust, one Record per event, windowed table",
+        "livepulse": "the real worker (ingest + Faust agent)",
+    }
+    for name in ("ceiling", "textbook", "livepulse"):
+        r = results.get(name)
+        if r is None:
+            continue
+        note = notes[name]
+        if r.get("capped"):
+            note += f"; capped at {r['cap_seconds']:.0f} s"
+        if "cores_used" in r:
+            note += f"; {r['cores_used']:.2f} cores"
+        lines.append(
+            f"| {name} | {_num(r['events_per_s'])} | {_num(r['events'])} "
+            f"| {_num(r['seconds'], 1)} | {_num(r['cpu_seconds_per_million_events'], 1)} "
+            f"| {_num(r['peak_rss_mb'])} | {note} |"
+        )
+    for key, ratio in results.get("ratios", {}).items():
+        lines.append(
+            f"| {key.replace('_vs_', ' / ')} | {ratio['events_per_s']:.2f}× | | |"
+            f" {_num(ratio.get('cpu_seconds_per_million_events'), 2)}× | | ratio |"
+        )
+    if len(lines) == 2:
+        lines = []  # no contender ran
+    lat = results.get("latency")
+    mem = results.get("memory") or {}
+    if lat or mem:
+        lines += [""] if lines else []
+        lines += ["| LivePulse figure | value |", "|---|---|"]
+    if lat:
+        lines += [
+            f"| steady load | {lat['offered_events_per_s']:,.0f} events/s offered "
+            f"({lat['rooms']:,} rooms, {lat['seconds']:.0f} s), "
+            f"worker {lat['worker_cores_used']:.2f} cores |",
+            "| event → visible in /rooms/{id}, p50 / p95 / p99 | "
+            f"{_ms(lat['event_to_visible_s'])} |",
+            f"| window end + grace → closed in /rooms/{{id}}, p50 / p95 / p99 | "
+            f"{_ms(lat['beyond_window_close_s'])}, {lat['beyond_window_close_s']['windows']} "
+            f"window(s) × {lat['beyond_window_close_s']['rooms_per_window']} rooms |",
+        ]
+    for n, m in mem.items():
+        lines += [
+            f"| RSS at {int(n):,} active rooms | {m['rss_mb']:,.0f} MB "
+            f"(idle {m['rss_idle_mb']:,.0f} MB, {m['kb_per_room']:.1f} KB/room; "
+            f"peak with scrapes {m['peak_rss_mb']:,.0f} MB) |",
+            f"| /metrics at {int(n):,} rooms | {m['scrape_seconds_median']:.2f} s median of "
+            f"{len(m['scrape_seconds'])}, {m['scrape_bytes'] / 1e6:,.1f} MB |",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def ratios(results: dict[str, Any]) -> dict[str, dict[str, float]]:
+    out = {}
+    lp = results.get("livepulse")
+    for other in ("textbook", "ceiling"):
+        if lp and results.get(other):
+            o = results[other]
+            out[f"livepulse_vs_{other}"] = {
+                "events_per_s": lp["events_per_s"] / o["events_per_s"],
+                "cpu_seconds_per_million_events": lp["cpu_seconds_per_million_events"]
+                / o["cpu_seconds_per_million_events"],
+            }
+    return out
+
+
+# -- the command ---------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see python -m bench.run --help)\n")
+
+
+def parse(argv: list[str] | None) -> Plan:
+    parser = _Parser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller run, under 5 minutes")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the generated input")
+    parser.add_argument(
+        "--only",
+        default=",".join(PHASES),
+        help=f"comma list of phases to run (default: all of {','.join(PHASES)})",
+    )
+    args = parser.parse_args(argv)
+    phases = tuple(p.strip() for p in args.only.split(",") if p.strip())
+    unknown = sorted(set(phases) - set(PHASES))
+    if unknown or not phases:
+        parser.error(
+            f"--only: unknown phase(s) {', '.join(unknown) or '(none)'}; known: {', '.join(PHASES)}"
+        )
+    return Plan.make(args.quick, args.seed, phases)
+
+
+def run(plan: Plan, tmp: Path) -> dict[str, Any]:
+    results: dict[str, Any] = {"quick": plan.quick, "plan": asdict(plan), "machine": machine()}
+    if {"ceiling", "textbook", "livepulse"} & set(plan.phases):
+        started = time.perf_counter()
+        rooms = load.Rooms.make(plan.rooms, PARTITIONS)
+        records = load.generate(plan.events, rooms, plan.seed, int(time.time() * 1000) - 1_000)
+        sentinels = add_sentinels(records, PARTITIONS)
+        expected = load.total(records)
+        results["input"] = {
+            "events": expected,
+            "rooms": plan.rooms,
+            "sentinel_events": expected - plan.events,
+            "generated_in_s": time.perf_counter() - started,
+            "schema_check": check_schemas(records),
+        }
+        check = results["input"]["schema_check"]
+        say(f"input: {expected:,} records over {plan.rooms:,} rooms ({check})")
+        if "ceiling" in plan.phases:
+            results["ceiling"] = run_ceiling(tmp, records, expected)
+            say(f"ceiling: {results['ceiling']['events_per_s']:,.0f} events/s")
+        if "textbook" in plan.phases:
+            results["textbook"] = run_textbook(tmp, records, expected, plan.textbook_cap_s)
+            say(f"textbook: {results['textbook']['events_per_s']:,.0f} events/s")
+        if "livepulse" in plan.phases:
+            results["livepulse"] = run_livepulse(tmp, records, expected, sentinels, rooms.ids[0])
+            say(f"livepulse: {results['livepulse']['events_per_s']:,.0f} events/s")
+        del records
+        results["ratios"] = ratios(results)
+    if "latency" in plan.phases:
+        results["latency"] = run_latency(tmp, plan)
+    if "memory" in plan.phases:
+        results["memory"] = {}
+        for n in plan.memory_rooms:
+            say(f"memory: {n:,} rooms")
+            results["memory"][str(n)] = run_memory(tmp, n, plan.seed)
+    return results
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """Ctrl-C or SIGTERM: unwind (stopping every child); a second signal cannot cut that short."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    plan = parse(argv)
+    for name in [k for k in os.environ if k.startswith("LIVEPULSE_")]:
+        del os.environ[name]  # the benchmark sets every LivePulse setting it relies on
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    tmp = Path(tempfile.mkdtemp(prefix="livepulse-bench-"))
+    started = time.monotonic()
+    say(f"{'quick' if plan.quick else 'full'} run; logs in {tmp}")
+    try:
+        results = run(plan, tmp)
+    except KeyboardInterrupt:
+        print(f"interrupted; every process started was stopped; logs in {tmp}", file=sys.stderr)
+        return 130
+    except (BenchError, broker.BrokerError) as exc:
+        print(f"error: {exc}\nlogs in {tmp}", file=sys.stderr)
+        return 1
+    results["started_utc"] = stamp
+    results["wall_seconds"] = time.monotonic() - started
+    table = markdown(results)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{stamp}.json").write_bytes(
+        orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+    )
+    header = (
+        f"LivePulse benchmark {stamp} ({'quick' if plan.quick else 'full'}, "
+        f"{results['wall_seconds']:.0f} s wall clock)\n\n"
+    )
+    (RESULTS / f"{stamp}.md").write_text(header + table)
+    print(table)
+    say(f"wrote {RESULTS / stamp}.json and .md in {results['wall_seconds']:.0f} s")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
