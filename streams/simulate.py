@@ -19,11 +19,10 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from streams.broker import BrokerError, ensure_topics
+from streams.broker import BrokerError, ensure_topics, partition_of
 from streams.recording import encode_bytes
 from streams.settings import Settings
 from streams.simulator import Emitted, SimConfig, compute_truth, generate
-from streams.testing import partition_of
 
 #: Records handed to Kafka or the file at a time.
 CHUNK = 5000

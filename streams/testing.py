@@ -35,10 +35,10 @@ from typing import Any, TypeVar
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams import broker
+from streams.broker import partition_of
 from streams.settings import Settings
 
 T = TypeVar("T")
@@ -67,12 +67,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def partition_of(key: str, partitions: int) -> int:
-    """The partition Kafka's default (murmur2) partitioner gives a key."""
-    every = list(range(partitions))
-    return DefaultPartitioner()(key.encode(), every, every)
 
 
 def wait_until(condition: Callable[[], T], timeout: float, what: str, log: Path | None = None) -> T:

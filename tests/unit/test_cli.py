@@ -86,3 +86,13 @@ def test_replay_bad_speed(tmp_path: Path) -> None:
     f = tmp_path / "rec.jsonl"
     f.write_text("")
     assert "--speed" in _one_line_error(run("replay", str(f), "--speed", "fast"))
+
+
+def test_commands_need_no_test_dependencies() -> None:
+    """`make demo` installs runtime dependencies only: no command may import pytest."""
+    code = (
+        "import sys; sys.modules['pytest'] = None\n"
+        "import streams.cli, streams.simulate, streams.recording, streams.app, streams.demo"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
