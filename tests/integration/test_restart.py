@@ -12,6 +12,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from streams.app import _MARKER
 from streams.rooms import RoomState
 from tests import scenario
 from tests.helpers import assert_windows_equal
@@ -82,7 +83,8 @@ def _duplicates(stack: Stack) -> float:
 
 
 async def wait_for_changelog(stack: Stack, room: str) -> None:
-    """Until the room's newest changelog record holds every one of its 30 records."""
+    """Until the room's changelog record holds all 30 records and the flush that wrote it is
+    complete (its end-of-flush marker follows): only then can a new worker recover it."""
     topic = f"{stack.settings.app_id}-rooms-changelog"
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=stack.settings.bootstrap_servers, auto_offset_reset="earliest"
@@ -90,13 +92,16 @@ async def wait_for_changelog(stack: Stack, room: str) -> None:
     await consumer.start()
     try:
         deadline = asyncio.get_running_loop().time() + 30
+        complete_in: int | None = None  # the partition holding the complete room state
         while asyncio.get_running_loop().time() < deadline:
             for records in (await consumer.getmany(timeout_ms=200)).values():
                 for rec in records:
                     if rec.key == room.encode() and rec.value:
                         state = RoomState.from_bytes(rec.value)
                         if state.applied == [15, 6, 6] and state.late_events == 1:
-                            return
+                            complete_in = rec.partition
+                    elif rec.key == _MARKER.encode() and rec.partition == complete_in:
+                        return
         raise AssertionError(f"the changelog never caught up\n{stack.tail()}")
     finally:
         await consumer.stop()
