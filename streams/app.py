@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from streams import envelope
 from streams.ingest import Ingest
-from streams.metrics import PipelineMetrics, RoomCollector
+from streams.metrics import PipelineCollector, PipelineMetrics, RoomExposition
 from streams.processor import Outcome, PartitionProcessor
 from streams.rooms import RoomState
 from streams.settings import Settings
@@ -101,8 +101,14 @@ class LivePulse:
         self.clocks = _table(app, "clocks", s.partitions, "json", "livepulse-clock")
         self.batches = app.topic(s.topic_batches, partitions=s.partitions)
         self.registry.register(
-            RoomCollector(self.active_rooms, self.watermarks, self.standby_rooms, s.window_ms)
+            PipelineCollector(
+                lambda: sum(1 for _ in self.active_rooms()),
+                self.standby_rooms,
+                self.watermarks,
+                self.ingest.consumer_lag,
+            )
         )
+        self.exposition = RoomExposition(s.window_ms, s.metrics_max_rooms)
         self._wire()
 
     # -- the stateful agent ----------------------------------------------------------------
@@ -127,8 +133,10 @@ class LivePulse:
 
         @app.page("/metrics")
         async def metrics(web: faust.web.View, request: faust.web.Request) -> Any:
+            rooms = await self.exposition.render_async(self.active_rooms())
             return web.bytes(
-                generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+                generate_latest(self.registry) + rooms.encode(),
+                headers={"Content-Type": CONTENT_TYPE_LATEST},
             )
 
         @app.page("/rooms")
@@ -187,7 +195,7 @@ class LivePulse:
         for room in out.deleted:
             rooms.pop(room, None)
             dirty[room] = None
-        self._count(out)
+        self.metrics.record(out.tally, self.settings.source_topics)
         return out
 
     async def flush(self) -> None:
@@ -238,20 +246,6 @@ class LivePulse:
             rooms=[r for r in self.rooms.values() if r.partition == partition],
             now_s=time.time(),
         )
-
-    def _count(self, out: Outcome) -> None:
-        t, m = out.tally, self.metrics
-        for src, topic in enumerate(self.settings.source_topics):
-            if t.applied[src]:
-                m.applied.labels(topic).inc(t.applied[src])
-            if t.late_grace[src]:
-                m.late.labels(topic, "grace").inc(t.late_grace[src])
-            if t.late_closed[src]:
-                m.late.labels(topic, "closed").inc(t.late_closed[src])
-        if t.duplicates:
-            m.duplicates.inc(t.duplicates)
-        if t.windows_closed:
-            m.windows_closed.inc(t.windows_closed)
 
     # -- reads for the web pages -----------------------------------------------------------
     def active_partitions(self) -> set[int]:

@@ -35,6 +35,7 @@ class _Assignment(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked) -> None:  # type: ignore[no-untyped-def]
         self.ingest.partitions = set()
+        self.ingest.lag.clear()
 
     async def on_partitions_assigned(self, assigned) -> None:  # type: ignore[no-untyped-def]
         self.ingest.partitions = {tp.partition for tp in assigned}
@@ -49,6 +50,11 @@ class Ingest:
         self.partitions: set[int] = set()
         self._source = {name: Source(i) for i, name in enumerate(settings.source_topics)}
         self._last_sent: dict[int, float] = {}
+        #: Records behind the end of each source topic-partition, as of the last fetch.
+        self.lag: dict[tuple[str, int], int] = {}
+
+    def consumer_lag(self) -> dict[tuple[str, int], int]:
+        return dict(self.lag)
 
     async def run(self) -> None:
         s = self.settings
@@ -96,6 +102,9 @@ class Ingest:
             src = self._source[tp.topic]
             bucket = per_partition.setdefault(tp.partition, [])
             self.metrics.consumed.labels(tp.topic).inc(len(records))
+            highwater = consumer.highwater(tp)
+            if highwater is not None and records:
+                self.lag[(tp.topic, tp.partition)] = max(0, highwater - records[-1].offset - 1)
             for rec in records:
                 try:
                     bucket.append(decode(src, rec.offset, rec.key, rec.value, now_ms, max_skew_ms))

@@ -45,6 +45,7 @@ class RoomRecord(msgspec.Struct, array_like=True):
     last_ts: int
     open: list[WindowRecord]
     closed: msgspec.Raw  # list[WindowRecord], encoded once per close, not once per write
+    closed_totals: Counts = msgspec.field(default_factory=Counts)
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -119,6 +120,7 @@ class RoomState:
         "_closed_raw",
         "applied",
         "closed",
+        "closed_totals",
         "last_ts",
         "late_events",
         "open",
@@ -134,6 +136,9 @@ class RoomState:
         self.last_ts = -1  # newest event time of the room, late events included
         self.open: dict[int, Window] = {}  # by start; usually one or two
         self.closed: list[Window] = []  # oldest first, at most ``retention``
+        # Every window ever closed, summed: with the open windows, the room's running totals
+        # (Prometheus counters), which outlive the ``retention`` closed windows kept above.
+        self.closed_totals = Counts()
         self._closed_raw: msgspec.Raw | None = None
 
     # -- updates -------------------------------------------------------------------------
@@ -209,6 +214,7 @@ class RoomState:
             w.sketch = None
             w.closed = True
             self.closed.append(w)
+            _add(self.closed_totals, w.counts)
         if due:
             del self.closed[: max(0, len(self.closed) - retention)]
             self._closed_raw = None
@@ -237,6 +243,15 @@ class RoomState:
 
     def current_open(self) -> Window | None:
         return self.open[max(self.open)] if self.open else None
+
+    def totals(self) -> Counts:
+        """Counts of every event ever applied to the room (closed and open windows)."""
+        if not self.open:
+            return self.closed_totals
+        total = msgspec.structs.replace(self.closed_totals)
+        for w in self.open.values():
+            _add(total, w.counts)
+        return total
 
     def windows(self) -> list[Window]:
         """Closed then open, oldest first."""
@@ -273,6 +288,7 @@ class RoomState:
                 self.last_ts,
                 [self.open[s].record() for s in sorted(self.open)],
                 self._closed_raw,
+                self.closed_totals,
             )
         )
 
@@ -285,4 +301,10 @@ class RoomState:
         state.last_ts = rec.last_ts
         state.open = {w.start: Window.from_record(w) for w in rec.open}
         state.closed = [Window.from_record(w) for w in _windows_decoder.decode(rec.closed)]
+        state.closed_totals = rec.closed_totals
         return state
+
+
+def _add(total: Counts, counts: Counts) -> None:
+    for name in Counts.__struct_fields__:
+        setattr(total, name, getattr(total, name) + getattr(counts, name))

@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     # --- Worker ----------------------------------------------------------------------------
     web_host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
     web_port: int = Field(6066, ge=1, le=65535, description="Port of /metrics, /rooms, /ready.")
+    metrics_max_rooms: int = Field(
+        5_000,
+        ge=1,
+        description="Rooms with their own /metrics series (the top rooms by GMV); the rest "
+        'are summed into room_id="__other__"; 5 000 rooms render in ~0.3 s.',
+    )
     state_dir: Path = Field(Path("state"), description="Faust data directory, demo logs.")
     changelog_flush_seconds: float = Field(
         1.0,

@@ -106,6 +106,13 @@ async def test_hand_computed_windows_via_rooms_and_metrics(
     assert metric(after, "livepulse_room_window_enter_ratio", **closed) is None
     assert metric(after, "livepulse_room_window_enters", room_id=room, window="open") is None
     assert metric(after, "livepulse_room_late_events_total", room_id=room) == 1
+    # running totals for PromQL rates: the sums over the room's windows
+    windows = scenario.expected_closed_windows(base)
+    for field, name in (("enters", "enters"), ("orders_paid", "orders_paid")):
+        total = sum(w[field] for w in windows)
+        assert metric(after, f"livepulse_room_{name}_total", room_id=room) == total
+    gmv = sum(w["gmv_cents"] for w in windows) / 100
+    assert metric(after, "livepulse_room_gmv_total", room_id=room) == gmv
 
     def delta(name: str, **labels: str) -> float:
         return (metric(after, name, **labels) or 0) - (metric(before, name, **labels) or 0)

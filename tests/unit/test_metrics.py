@@ -1,0 +1,131 @@
+"""The /metrics text for rooms: a golden file, running totals, the export cap, escaping."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams.metrics import OTHER_ROOMS, PipelineMetrics, RoomExposition
+from streams.processor import PartitionProcessor
+from streams.rooms import RoomState
+from tests import scenario
+from tests.helpers import number_by_topic
+from tests.promtool import promtool
+from tests.unit.test_processor import BASE, flush
+
+GOLDEN = Path(__file__).parent.parent / "data" / "golden.metrics"
+TOPICS = ("live.views", "live.clicks", "live.orders")
+
+
+def _run(rooms: list[str]) -> tuple[list[RoomState], CollectorRegistry]:
+    """The hand-computed scenario for each room, through the real processor and counters."""
+    registry = CollectorRegistry()
+    metrics = PipelineMetrics(registry)
+    table: dict[str, RoomState] = {}
+    proc = PartitionProcessor(
+        0,
+        size_ms=scenario.WINDOW_MS,
+        grace_ms=scenario.GRACE_MS,
+        idle_timeout_s=1e9,
+        retention=60,
+        clock_state=None,
+        rooms=[],
+        now_s=0.0,
+    )
+    bodies = [body for room in rooms for _, body in scenario.events(room, BASE)]
+    for batch in (number_by_topic(bodies), flush([1000, 1000, 1000])):
+        out = proc.process(batch, 1.0, table.get)
+        table.update(out.updated)
+        metrics.record(out.tally, TOPICS)
+    return list(table.values()), registry
+
+
+def _samples(text: str) -> dict[tuple[str, tuple], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_exposition_matches_the_golden_file_and_promtool_accepts_it(tmp_path: Path) -> None:
+    """Any change to a metric name, label or value shows up as a diff of this file in review.
+
+    Regenerate with ``LIVEPULSE_UPDATE_GOLDEN=1 pytest tests/unit/test_metrics.py``.
+    """
+    states, registry = _run(["r1", 'room "quoted" \\ two'])
+    text = generate_latest(registry).decode() + RoomExposition(60_000, 100).render(states)
+    if os.environ.get("LIVEPULSE_UPDATE_GOLDEN"):
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text()
+    check = subprocess.run(
+        [promtool(), "check", "metrics"], input=text, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_running_totals_are_the_sums_of_the_hand_computed_windows() -> None:
+    states, _ = _run(["r1"])
+    samples = _samples(RoomExposition(60_000, 100).render(states))
+    windows = scenario.expected_closed_windows(BASE)
+    room = (("room_id", "r1"),)
+    for field, metric, divisor in (
+        ("impressions", "livepulse_room_impressions_total", 1),
+        ("enters", "livepulse_room_enters_total", 1),
+        ("product_clicks", "livepulse_room_product_clicks_total", 1),
+        ("orders_created", "livepulse_room_orders_created_total", 1),
+        ("orders_paid", "livepulse_room_orders_paid_total", 1),
+        ("gmv_cents", "livepulse_room_gmv_total", 100),
+        ("watch_ms_total", "livepulse_room_watch_seconds_total", 1000),
+    ):
+        assert samples[(metric, room)] == sum(w[field] for w in windows) / divisor, metric
+    assert samples[("livepulse_room_late_events_total", room)] == scenario.EXPECTED_LATE
+
+
+def test_totals_survive_the_changelog_and_outlive_retention() -> None:
+    states, _ = _run(["r1"])
+    (room,) = [s for s in states if s.room_id == "r1"]
+    before = room.totals()
+    room.closed.clear()  # as if retention had dropped every closed window
+    restored = RoomState.from_bytes(room.to_bytes())
+    assert restored.totals() == before
+    assert before.orders_paid == sum(
+        w["orders_paid"] for w in scenario.expected_closed_windows(BASE)
+    )
+
+
+def test_rooms_beyond_the_cap_are_summed_into_other_and_the_top_by_gmv_are_kept() -> None:
+    rooms = ["a", "b", "c", "d"]
+    states, _ = _run(rooms)
+    by_id = {s.room_id: s for s in states}
+    # Give the rooms different GMVs: d > c > b > a.
+    for i, room in enumerate(rooms):
+        by_id[room].closed_totals.gmv_cents += i * 10_000
+    samples = _samples(RoomExposition(60_000, 2).render([by_id[r] for r in rooms]))
+    exported = {dict(k[1]).get("room_id") for k in samples if k[0] == "livepulse_room_gmv_total"}
+    assert exported == {"c", "d", OTHER_ROOMS}
+    other = (("room_id", OTHER_ROOMS),)
+    assert (
+        samples[("livepulse_room_gmv_total", other)]
+        == sum(by_id[r].totals().gmv_cents for r in ("a", "b")) / 100
+    )
+    assert samples[("livepulse_room_enters_total", other)] == sum(
+        by_id[r].totals().enters for r in ("a", "b")
+    )
+    assert samples[("livepulse_rooms_exported", ())] == 2
+    # The aggregate carries counters only: no window gauges for a sum of rooms.
+    assert not any(
+        k[0].startswith("livepulse_room_window_") and ("room_id", OTHER_ROOMS) in k[1]
+        for k in samples
+    )
+
+
+def test_async_rendering_gives_the_same_text() -> None:
+    states, _ = _run(["r1", "r2", "r3"])
+    exposition = RoomExposition(60_000, 100)
+    assert asyncio.run(exposition.render_async(states, chunk=1)) == exposition.render(states)
