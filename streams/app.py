@@ -22,7 +22,9 @@ from streams.ingest import Ingest
 from streams.metrics import PipelineCollector, PipelineMetrics, RoomExposition
 from streams.processor import Outcome, PartitionProcessor
 from streams.rooms import RoomState
+from streams.security import faust_credentials
 from streams.settings import Settings
+from streams.transport import App
 from streams.windows import ClockState
 
 log = logging.getLogger(__name__)
@@ -75,8 +77,9 @@ class LivePulse:
         self._dirty: dict[int, dict[str, RoomState | None]] = {}
         self._unacked: list[faust.EventT] = []
         self._flushed_at = time.monotonic()
-        self.app = app = faust.App(
+        self.app = app = App(
             s.app_id,
+            fetch_max_wait_ms=s.agent_fetch_ms,
             broker=s.broker,
             store="memory://",  # rebuilt from the changelogs at start; apply() writes to it
             datadir=str(s.state_dir),
@@ -90,6 +93,7 @@ class LivePulse:
             broker_session_timeout=s.session_timeout_seconds,
             broker_heartbeat_interval=s.heartbeat_interval_seconds,
             consumer_auto_offset_reset="earliest",
+            broker_credentials=faust_credentials(s),
             # Envelopes are acked by flush(), not one by one: on shutdown the unflushed ones
             # stay uncommitted and are replayed (harmlessly) by the next owner.
             stream_wait_empty=False,

@@ -18,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
+from streams.security import client_options
 from streams.settings import Settings
 
 
@@ -116,7 +117,9 @@ async def ensure_topics(settings: Settings, topics: Mapping[str, int] | None = N
     """Create missing topics; refuse ones whose partition count breaks co-partitioning."""
     topics = dict(topics or required_topics(settings))
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=10_000
+        bootstrap_servers=settings.bootstrap_servers,
+        request_timeout_ms=10_000,
+        **client_options(settings),
     )
     try:
         await admin.start()

@@ -19,6 +19,7 @@ from rich.live import Live
 from rich.table import Table
 
 from streams import broker
+from streams.security import client_options
 from streams.settings import Settings
 
 #: Fast group joins on the embedded broker (it holds JoinGroup for the rebalance timeout).
@@ -109,7 +110,11 @@ class DemoTraffic:
         return out
 
     async def run(self) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap_servers, linger_ms=20)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.bootstrap_servers,
+            linger_ms=20,
+            **client_options(self.settings),
+        )
         await producer.start()
         try:
             while True:

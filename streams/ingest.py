@@ -21,6 +21,7 @@ from aiokafka.errors import CommitFailedError
 from streams import envelope
 from streams.contract import Ev, InvalidRecord, Source, decode
 from streams.metrics import PipelineMetrics
+from streams.security import client_options
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class Ingest:
             heartbeat_interval_ms=int(s.heartbeat_interval_seconds * 1000),
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_wait_ms=s.ingest_fetch_ms,  # aiokafka's 500 ms default is pure latency
+            **client_options(s),
         )
         consumer.subscribe(list(s.source_topics), listener=_Assignment(self))
         producer = AIOKafkaProducer(
@@ -76,6 +78,7 @@ class Ingest:
             acks="all",
             linger_ms=2,
             max_request_size=4 * 1024 * 1024,
+            **client_options(s),
         )
         await producer.start()
         try:

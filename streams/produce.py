@@ -12,6 +12,7 @@ from aiokafka.errors import KafkaError
 
 from streams.broker import BrokerError, ensure_topics
 from streams.contract import SOURCE_OF_TYPE
+from streams.security import client_options
 from streams.settings import Settings
 
 
@@ -60,7 +61,10 @@ def route_lines(path: Path, settings: Settings) -> list[Routed]:
 async def send(records: list[Routed], settings: Settings) -> dict[str, int]:
     await ensure_topics(settings)
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5
+        bootstrap_servers=settings.bootstrap_servers,
+        acks="all",
+        linger_ms=5,
+        **client_options(settings),
     )
     try:
         await producer.start()

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from streams.broker import BrokerError
+from streams.security import client_options
 from streams.settings import Settings
 
 Progress = Callable[[int], None]
@@ -132,7 +133,9 @@ async def record(
     belong to that last batch.
     """
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False
+        bootstrap_servers=settings.bootstrap_servers,
+        enable_auto_commit=False,
+        **client_options(settings),
     )
     await _start(consumer, settings)
     try:
@@ -213,6 +216,7 @@ async def replay(
         first_ts = r.timestamp if first_ts is None else first_ts
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,
+        **client_options(settings),
         acks="all",
         linger_ms=5,
         max_request_size=4 * 1024 * 1024,

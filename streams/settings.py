@@ -7,8 +7,9 @@ prefixed ``LIVEPULSE_`` (e.g. ``LIVEPULSE_WINDOW_SECONDS=60``), then from the de
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,8 +31,36 @@ class Settings(BaseSettings):
     topic_deadletter: str = Field(
         "live.deadletter", description="Invalid records, unchanged, with reason headers."
     )
+    topic_alerts: str = Field(
+        "live.alerts", description="In-stream detector output: alert and resolve events."
+    )
     topic_batches: str = Field(
         "livepulse.batches", description="Internal topic: validated events, batched per partition."
+    )
+
+    # --- Kafka security (managed clusters) ----------------------------------------------
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How every Kafka client connects."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SASL mechanism for SASL_PLAINTEXT and SASL_SSL."
+    )
+    sasl_username: str | None = Field(None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(
+        None, description="SASL password; never logged or exported."
+    )
+    ssl_cafile: Path | None = Field(
+        None,
+        description="CA bundle (PEM) that signed the brokers' certificates; "
+        "the system's CAs when unset.",
+    )
+    ssl_certfile: Path | None = Field(None, description="Client certificate (PEM), for mTLS.")
+    ssl_keyfile: Path | None = Field(None, description="Client private key (PEM), for mTLS.")
+    ssl_key_password: SecretStr | None = Field(
+        None, description="Password of the client private key."
+    )
+    ssl_check_hostname: bool = Field(
+        True, description="Check that broker certificates name the host connected to."
     )
 
     # --- Event time ------------------------------------------------------------------------
@@ -53,6 +82,9 @@ class Settings(BaseSettings):
         5000, ge=1, description="Records per fetch in the ingest stage."
     )
     ingest_fetch_ms: int = Field(100, ge=1, description="Longest wait for one ingest fetch.")
+    agent_fetch_ms: int = Field(
+        100, ge=1, description="Longest wait for one fetch of envelopes by the Faust agent."
+    )
     tick_seconds: float = Field(
         1.0, gt=0, description="Empty batches keep an idle partition's watermark rule running."
     )
@@ -94,6 +126,26 @@ class Settings(BaseSettings):
             raise ValueError("expected kafka://host:port[;kafka://host:port]")
         return value
 
+    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+    @classmethod
+    def _file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _security_is_complete(self) -> Settings:
+        if self.security_protocol.startswith("SASL_") and (
+            not self.sasl_username or self.sasl_password is None
+        ):
+            raise ValueError(
+                f"{self.security_protocol} needs LIVEPULSE_SASL_USERNAME and "
+                "LIVEPULSE_SASL_PASSWORD"
+            )
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise ValueError("LIVEPULSE_SSL_KEYFILE needs LIVEPULSE_SSL_CERTFILE")
+        return self
+
     @property
     def window_ms(self) -> int:
         return self.window_seconds * 1000
@@ -133,6 +185,7 @@ def explain(error: ValidationError) -> str:
     """One readable line for a bad setting, naming the environment variable behind it."""
     parts = []
     for err in error.errors():
-        name = ".".join(str(x) for x in err["loc"]) or "settings"
-        parts.append(f"LIVEPULSE_{name.upper()} ({name}): {err['msg']}")
+        name = ".".join(str(x) for x in err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        parts.append(f"LIVEPULSE_{name.upper()} ({name}): {message}" if name else message)
     return "invalid settings: " + "; ".join(parts)

@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError
 
 from streams.broker import BrokerError, ensure_topics, partition_of
 from streams.recording import encode_bytes
+from streams.security import client_options
 from streams.settings import Settings
 from streams.simulator import Emitted, SimConfig, compute_truth, generate
 
@@ -124,7 +125,11 @@ async def send_to_kafka(
     of records per second from one process."""
     await ensure_topics(settings)
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, acks=1, linger_ms=5, max_batch_size=512 * 1024
+        bootstrap_servers=settings.bootstrap_servers,
+        acks=1,
+        linger_ms=5,
+        max_batch_size=512 * 1024,
+        **client_options(settings),
     )
     try:
         await producer.start()
