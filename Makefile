@@ -2,8 +2,13 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# Pinned CLI tools in a venv of their own, apart from the project's dependencies:
+# check-jsonschema (validates docker-compose.yml) and grafana-foundation-sdk (Python >= 3.11,
+# generates the Grafana dashboard).
+TOOLS  ?= .venv-tools
+TOOLS_PINS := check-jsonschema==0.39.0 grafana-foundation-sdk==1769699379!11.6.0
 
-.PHONY: demo test lint format clean
+.PHONY: demo test lint format clean dashboard
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,24 +22,34 @@ $(VENV)/.test: pyproject.toml $(VENV)/.runtime
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
+$(TOOLS)/.done: Makefile
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q --upgrade pip
+	$(TOOLS)/bin/pip install -q $(TOOLS_PINS)
+	touch $@
+
 ## demo: embedded broker + demo traffic + worker, with a live table of rooms (Ctrl-C stops)
 demo: $(VENV)/.runtime
 	$(BIN)/livepulse demo
 
 ## test: lint, unit tests, then integration tests on the embedded broker and a real worker
-test: $(VENV)/.test lint
+test: $(VENV)/.test $(TOOLS)/.done lint
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.test
-	$(BIN)/ruff check streams tests bench
-	$(BIN)/ruff format --check streams tests bench
+	$(BIN)/ruff check streams tests bench deploy
+	$(BIN)/ruff format --check streams tests bench deploy
 
 format: $(VENV)/.test
-	$(BIN)/ruff format streams tests
-	$(BIN)/ruff check --fix streams tests
+	$(BIN)/ruff format streams tests deploy
+	$(BIN)/ruff check --fix streams tests deploy
 
 clean:
-	rm -rf $(VENV) state .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(TOOLS) state .pytest_cache .ruff_cache .hypothesis
+
+## dashboard: regenerate deploy/grafana/dashboards/livepulse.json from deploy/grafana/dashboard.py
+dashboard: $(TOOLS)/.done
+	$(TOOLS)/bin/python deploy/grafana/dashboard.py
 
 ## bench: ceiling vs textbook Faust vs LivePulse, then latency and memory (under 20 minutes)
 bench: $(VENV)/.test
