@@ -55,6 +55,12 @@ RESULTS = ROOT / "bench" / "results"
 PARTITIONS = 4
 GRACE_MS = 5_000  # LivePulse's default grace, which the latency phase leaves alone
 WINDOW_MS = 60_000
+#: The latency phase uses 10 s windows so that a one-minute run sees several window closes
+#: (a 60 s window closes once a minute); what is measured, the delay after a close, does not
+#: depend on the window size.
+LATENCY_WINDOW_MS = 10_000
+#: Rooms per partition whose window closes the latency phase watches.
+WATCHED_PER_PARTITION = 5
 PROGRESS_FAMILIES = (
     "livepulse_events_applied",
     "livepulse_events_late",
@@ -196,8 +202,11 @@ def preload_in_background(
     return join
 
 
-def livepulse_env(settings: Settings, port: int, state: Path) -> dict[str, str]:
+def livepulse_env(
+    settings: Settings, port: int, state: Path, window_ms: int = WINDOW_MS
+) -> dict[str, str]:
     return clean_env(
+        LIVEPULSE_WINDOW_SECONDS=str(window_ms // 1000),
         LIVEPULSE_BROKER=settings.broker,
         LIVEPULSE_PARTITIONS=str(PARTITIONS),
         LIVEPULSE_WEB_PORT=str(port),
@@ -211,10 +220,12 @@ def livepulse_env(settings: Settings, port: int, state: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def livepulse_worker(settings: Settings, tmp: Path, name: str) -> Iterator[tuple[Child, str]]:
+def livepulse_worker(
+    settings: Settings, tmp: Path, name: str, window_ms: int = WINDOW_MS
+) -> Iterator[tuple[Child, str]]:
     """The real worker (``python -m streams.cli worker``); yields it and its base URL."""
     port = free_port()
-    env = livepulse_env(settings, port, tmp / f"state-{name}")
+    env = livepulse_env(settings, port, tmp / f"state-{name}", window_ms)
     with child(
         f"livepulse worker ({name})", ["-m", "streams.cli", "worker"], env, tmp / f"{name}.log"
     ) as worker:
@@ -536,7 +547,7 @@ async def _closes(
     for end_ms in boundaries:
         close_at = (end_ms + GRACE_MS) / 1000
         await asyncio.sleep(max(0.0, close_at - 0.5 - time.time()))
-        start_ms = end_ms - WINDOW_MS
+        start_ms = end_ms - LATENCY_WINDOW_MS
 
         def is_closed(windows: list[dict], start_ms: int = start_ms) -> bool:
             return any(w["window_start"] == start_ms and w["closed"] for w in windows)
@@ -563,10 +574,12 @@ async def _closes(
 
 async def _latency(plan: Plan, settings: Settings, base: str, worker: Child) -> dict[str, Any]:
     rooms = load.Rooms.make(plan.rooms, PARTITIONS, prefix="live")
-    # Two of the busiest rooms per partition: they have events in every window.
+    # The busiest rooms of each partition: they have events in every window.
     watched: list[str] = []
     for p in range(PARTITIONS):
-        watched += [r for r, rp in zip(rooms.ids, rooms.partitions, strict=True) if rp == p][:2]
+        watched += [r for r, rp in zip(rooms.ids, rooms.partitions, strict=True) if rp == p][
+            :WATCHED_PER_PARTITION
+        ]
     paced = load.PacedLoad(rooms, plan.latency_rate, plan.seed + 1)
     prod = load.producer(settings.bootstrap_servers)
     await prod.start()
@@ -582,11 +595,12 @@ async def _latency(plan: Plan, settings: Settings, base: str, worker: Child) -> 
             end = start + plan.latency_s
             # Window ends whose close (end + grace) falls inside the run; at least one, so a
             # short (quick) run is stretched to the next close when none falls inside it.
-            first_end = (math.floor((start * 1000 - GRACE_MS) / WINDOW_MS) + 1) * WINDOW_MS
+            size = LATENCY_WINDOW_MS
+            first_end = (math.floor((start * 1000 - GRACE_MS) / size) + 1) * size
             if (first_end + GRACE_MS) / 1000 < start + 1:
-                first_end += WINDOW_MS
+                first_end += size
             end = max(end, (first_end + GRACE_MS) / 1000 + 3)
-            boundaries = list(range(first_end, int((end - 3) * 1000) - GRACE_MS + 1, WINDOW_MS))
+            boundaries = list(range(first_end, int((end - 3) * 1000) - GRACE_MS + 1, size))
             say(
                 f"latency: {plan.latency_rate:,.0f} events/s for {end - start:.0f} s, "
                 f"{len(boundaries)} window close(s)"
@@ -620,7 +634,7 @@ async def _latency(plan: Plan, settings: Settings, base: str, worker: Child) -> 
 def run_latency(tmp: Path, plan: Plan) -> dict[str, Any]:
     with (
         fresh_broker(tmp, "latency") as (settings, _),
-        livepulse_worker(settings, tmp, "latency") as (worker, base),
+        livepulse_worker(settings, tmp, "latency", LATENCY_WINDOW_MS) as (worker, base),
     ):
         wait_for(base + "/ready", worker, 180, "the latency worker to be ready")
         return asyncio.run(_latency(plan, settings, base, worker))
@@ -645,19 +659,21 @@ def memory_records(n: int, seed: int) -> tuple[load.Partitioned, dict[int, str]]
     return load.group(rows), last
 
 
-def active_rooms(base: str) -> tuple[float | None, float, int]:
-    """(livepulse_rooms{role="active"}, seconds the scrape took, its size in bytes)."""
+def active_rooms(base: str) -> tuple[float | None, float, int, float | None]:
+    """(livepulse_rooms{role="active"}, seconds the scrape took, its size in bytes, rooms
+    with their own series)."""
     started = time.perf_counter()
     status, body = http_get(base + "/metrics", timeout=300)
     took = time.perf_counter() - started
     if status != 200:
-        return None, took, 0
+        return None, took, 0, None
     values = metric_values(body.decode(), ("livepulse_rooms",))
     active = next(
         (v for labels, v in values.get("livepulse_rooms", []) if labels.get("role") == "active"),
         None,
     )
-    return active, took, len(body)
+    exported = next((v for _, v in values.get("livepulse_rooms_exported", [])), None)
+    return active, took, len(body), exported
 
 
 def run_memory(tmp: Path, n: int, seed: int) -> dict[str, Any]:
@@ -681,12 +697,12 @@ def run_memory(tmp: Path, n: int, seed: int) -> dict[str, Any]:
                 if room_sum(ws, "enters") and room_sum(ws, "product_impressions"):
                     del pending[p]
         rss = rss_mb(worker.pid)  # before any large scrape inflates the heap
-        active, took, size = active_rooms(base)
+        active, took, size, exported = active_rooms(base)
         for _ in range(10):
             if active == n:
                 break
             time.sleep(1)
-            active, took, size = active_rooms(base)
+            active, took, size, exported = active_rooms(base)
         if active != n:
             raise BenchError(f"livepulse_rooms{{role=active}} is {active}, expected {n}")
         times = [took]
@@ -703,6 +719,7 @@ def run_memory(tmp: Path, n: int, seed: int) -> dict[str, Any]:
             "scrape_seconds_median": statistics.median(times),
             "scrape_seconds": times,
             "scrape_bytes": size,
+            "scrape_rooms_exported": exported,
         }
 
 
@@ -781,7 +798,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"{_ms(lat['event_to_visible_s'])} |",
             f"| window end + grace → closed in /rooms/{{id}}, p50 / p95 / p99 | "
             f"{_ms(lat['beyond_window_close_s'])}, {lat['beyond_window_close_s']['windows']} "
-            f"window(s) × {lat['beyond_window_close_s']['rooms_per_window']} rooms |",
+            f"window(s) × {lat['beyond_window_close_s']['rooms_per_window']} rooms "
+            f"({LATENCY_WINDOW_MS // 1000} s windows) |",
         ]
     for n, m in mem.items():
         lines += [
@@ -789,7 +807,9 @@ def markdown(results: dict[str, Any]) -> str:
             f"(idle {m['rss_idle_mb']:,.0f} MB, {m['kb_per_room']:.1f} KB/room; "
             f"peak with scrapes {m['peak_rss_mb']:,.0f} MB) |",
             f"| /metrics at {int(n):,} rooms | {m['scrape_seconds_median']:.2f} s median of "
-            f"{len(m['scrape_seconds'])}, {m['scrape_bytes'] / 1e6:,.1f} MB |",
+            f"{len(m['scrape_seconds'])}, {m['scrape_bytes'] / 1e6:,.1f} MB, "
+            f"{_num(m.get('scrape_rooms_exported'))} rooms with own series (cap "
+            f'LIVEPULSE_METRICS_MAX_ROOMS), the rest in room_id="__other__" |',
         ]
     return "\n".join(lines) + "\n"
 

@@ -63,6 +63,10 @@ codecs.register("livepulse-room", _RoomCodec())
 codecs.register("livepulse-clock", _ClockCodec())
 
 
+#: Changelog records sent between producer flushes in one group commit.
+FLUSH_CHUNK = 2_000
+
+
 class LivePulse:
     """The running pipeline: the Faust app plus what the agent keeps between envelopes."""
 
@@ -212,12 +216,18 @@ class LivePulse:
         envelope is what keeps the changelog off the hot path.
         """
         touched = [p for p, rooms in self._dirty.items() if rooms]
+        sent = 0
         for partition, rooms in self._dirty.items():
             for room, state in rooms.items():
                 if state is None:
                     self.rooms.send_changelog(partition, room, None, value_serializer="raw")
                 else:
                     self.rooms.send_changelog(partition, room, state)
+                sent += 1
+                if sent % FLUSH_CHUNK == 0:
+                    # Faust keeps ~1.5 KB of bookkeeping per pending record: bound it, or a
+                    # flush of 100 000 new rooms holds 150 MB that the heap never gives back.
+                    await self.app.producer.flush()
             proc = self.processors.get(partition)
             if proc is not None:
                 clock = proc.clock.state()
