@@ -365,6 +365,74 @@ def demo(
         raise fail(str(exc)) from None
 
 
+@cli.command("evaluate-alerts")
+def evaluate_alerts(
+    seeds: Annotated[str, typer.Option(help="Seeds: a range (1-12) or a list (1,2,7).")] = "1-12",
+    rooms: Annotated[int, typer.Option(help="Rooms per session.")] = 6,
+    minutes: Annotated[float, typer.Option(help="Session length in minutes.")] = 30.0,
+    rate: Annotated[float, typer.Option(help="Average total events/s of a session.")] = 800.0,
+    rules: Annotated[
+        bool | None,
+        typer.Option(
+            "--rules/--no-rules",
+            help="Also evaluate the Prometheus rules (default: when streams.rules_eval exists).",
+        ),
+    ] = None,
+    jobs: Annotated[int, typer.Option(help="Sessions simulated in parallel processes.")] = 2,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the report (JSON).")
+    ] = None,
+) -> None:
+    """Simulated sessions with incidents (and without) through the detector: recall, delay,
+    precision and false alerts per incident kind."""
+    import orjson
+
+    from streams import evaluation
+
+    try:
+        config = evaluation.EvalConfig(
+            seeds=evaluation.parse_seeds(seeds), rooms=rooms, minutes=minutes, rate=rate
+        )
+        config.check()
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if jobs < 1:
+        raise fail(f"--jobs: expected at least 1, not {jobs}")
+    source = None
+    if rules is not False:
+        try:
+            from streams.rules_eval import evaluate_rules as source
+        except ImportError:
+            if rules:
+                raise fail("--rules: streams.rules_eval is not available") from None
+    bar = Progress(
+        TextColumn("sessions"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+    )
+    task = bar.add_task("sessions", total=2 * len(config.seeds))
+    started = time.perf_counter()
+    try:
+        with bar:
+            result = evaluation.evaluate(
+                config,
+                rules=source,
+                jobs=jobs,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    except RuntimeError as exc:  # the rules' EvalError (no promtool, ...), a broken pool
+        hint = " (--no-rules evaluates the detector alone)" if source else ""
+        raise fail(f"{exc}{hint}") from None
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    for name in ("detector", "rules"):
+        if name in result:
+            console.print(evaluation.render(result, name))
+    console.print(f"{result['records']:,} records in {result['seconds']} s")
+    if out is not None:
+        try:
+            out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+        except OSError as exc:
+            raise fail(f"{out}: cannot write: {exc.strerror}") from None
+
+
 def main() -> None:
     cli()
 
