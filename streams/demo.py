@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import random
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from pydantic import SecretStr
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -42,7 +44,14 @@ def demo_settings(**options: object) -> Settings:
 def settings_env(settings: Settings) -> dict[str, str]:
     """The settings as LIVEPULSE_ variables, to hand to a child process."""
     env = dict(os.environ)
-    for name, value in settings.model_dump().items():
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif dataclasses.is_dataclass(value):
+            value = orjson.dumps(dataclasses.asdict(value)).decode()
         env[f"LIVEPULSE_{name.upper()}"] = str(value)
     return env
 

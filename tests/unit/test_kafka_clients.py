@@ -142,3 +142,23 @@ def test_the_agent_consumer_waits_at_most_the_configured_fetch_time() -> None:
         return consumer._fetch_max_wait_ms
 
     assert asyncio.run(build()) == 42
+
+
+def test_settings_handed_to_child_processes_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo starts its worker with the settings as variables: secrets and the detector's
+    thresholds must arrive as set, not masked or unparsable."""
+    from dataclasses import replace
+
+    from streams.demo import settings_env
+
+    want = _sasl_ssl(ssl_key_password="kp")
+    want = want.model_copy(
+        update={"detector": replace(want.detector, min_enters=123, resolve_windows=3)}
+    )
+    for name, value in settings_env(want).items():
+        monkeypatch.setenv(name, value)
+    got = Settings()
+    assert got.sasl_password.get_secret_value() == SECRET
+    assert got.ssl_key_password.get_secret_value() == "kp"
+    assert got.detector == want.detector
+    assert got.model_dump() == want.model_dump()
