@@ -108,6 +108,9 @@ class LivePulse:
         self.rooms = _table(app, "rooms", s.partitions, "livepulse-utf8", "livepulse-room")
         self.clocks = _table(app, "clocks", s.partitions, "json", "livepulse-clock")
         self.batches = app.topic(s.topic_batches, partitions=s.partitions)
+        self.alerts = app.topic(
+            s.topic_alerts, partitions=s.partitions, key_serializer="raw", value_serializer="raw"
+        )
         self.registry.register(
             PipelineCollector(
                 lambda: sum(1 for _ in self.active_rooms()),
@@ -128,7 +131,11 @@ class LivePulse:
             every = self.settings.changelog_flush_seconds
             async for event in stream.noack().events():
                 batch = envelope.decode(event.value)
-                self.apply(event.message.partition, batch.events)
+                out = self.apply(event.message.partition, batch.events)
+                for alert in out.alerts:
+                    # At least once: a crash before the next flush re-judges those windows.
+                    await self.alerts.send(key=alert.key(), value=alert.encode())
+                    self.metrics.alerts.labels(alert.kind, alert.state).inc()
                 self._unacked.append(event)
                 if time.monotonic() - self._flushed_at >= every:
                     await self.flush()
@@ -157,6 +164,7 @@ class LivePulse:
                     {
                         "room_id": state.room_id,
                         "late_events": state.late_events,
+                        "alerts": [] if state.detector is None else state.detector.firing(),
                         "last_closed": None if last is None else state.describe(last, size),
                         "open": None if current is None else state.describe(current, size),
                     }
@@ -166,6 +174,7 @@ class LivePulse:
         @app.page("/rooms/{room_id}")
         async def room_detail(web: faust.web.View, request: faust.web.Request, room_id: str) -> Any:
             state = self.rooms.get(room_id)
+            size = self.settings.window_ms
             if state is None or state.partition not in self.active_partitions():
                 return _json(web, {"error": f"room {room_id!r} is not on this worker"}, 404)
             return _json(
@@ -173,7 +182,8 @@ class LivePulse:
                 {
                     "room_id": room_id,
                     "late_events": state.late_events,
-                    "windows": state.describe_all(self.settings.window_ms),
+                    "alerts": [] if state.detector is None else state.detector.describe(size),
+                    "windows": state.describe_all(size),
                 },
             )
 
@@ -259,6 +269,7 @@ class LivePulse:
             clock_state=self.clocks.get(partition),
             rooms=[r for r in self.rooms.values() if r.partition == partition],
             now_s=time.time(),
+            detector=s.detector,
         )
 
     # -- reads for the web pages -----------------------------------------------------------

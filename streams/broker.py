@@ -109,7 +109,12 @@ def embedded(settings: Settings, log: Path | None = None) -> Iterator[subprocess
 
 def required_topics(settings: Settings) -> dict[str, int]:
     """Every topic LivePulse reads or writes, with its partition count."""
-    names = (*settings.source_topics, settings.topic_batches, settings.topic_deadletter)
+    names = (
+        *settings.source_topics,
+        settings.topic_batches,
+        settings.topic_deadletter,
+        settings.topic_alerts,
+    )
     return {name: settings.partitions for name in names}
 
 

@@ -115,6 +115,12 @@ class PipelineMetrics:
         self.windows_closed = Counter(
             "livepulse_windows_closed", "Room windows closed by the watermark.", registry=registry
         )
+        self.alerts = Counter(
+            "livepulse_alerts",
+            "Alert events the in-stream detector wrote to the alerts topic.",
+            ["kind", "state"],
+            registry=registry,
+        )
 
     def record(self, tally: Tally, topics: Sequence[str]) -> None:
         """Count what one batch did (``topics`` in the order of the source indexes)."""
@@ -254,6 +260,7 @@ class _Text:
         self.late: list[str] = []
         self.windows: list[list[str]] = [[] for _ in WINDOW_SERIES]
         self.starts: list[str] = []
+        self.alerts: list[str] = []
         self._total_plan = [
             (lines, name, Counts.__struct_fields__.index(key), round(1 / scale))
             for lines, name, (key, _, scale, _) in zip(
@@ -270,6 +277,11 @@ class _Text:
     def add(self, state: RoomState) -> None:
         room = _escape(state.room_id)
         self._add_totals(f'{{room_id="{room}"}} ', state.totals(), state.late_events)
+        if state.detector is not None:
+            for kind in state.detector.firing():
+                self.alerts.append(
+                    f'livepulse_room_alert_active{{kind="{kind}",room_id="{room}"}} 1'
+                )
         for label, window in (("closed", state.last_closed()), ("open", state.current_open())):
             if window is not None:
                 self._add_window(f'{{room_id="{room}",window="{label}"}} ', state, window)
@@ -335,6 +347,13 @@ class _Text:
             "gauge",
             "Start of the window.",
             self.starts,
+        )
+        _family(
+            out,
+            "livepulse_room_alert_active",
+            "gauge",
+            "1 while the in-stream detector's alert of this kind fires for the room.",
+            self.alerts,
         )
         _family(
             out,

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from streams.contract import Ev
+from streams.detector import AlertEvent, DetectorConfig, DetectorState, on_close, on_expire
 from streams.rooms import RoomState, Tally
 from streams.windows import ClockState, PartitionClock
 
@@ -20,6 +21,7 @@ class Outcome:
     updated: dict[str, RoomState] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
     tally: Tally = field(default_factory=Tally)
+    alerts: list[AlertEvent] = field(default_factory=list)
 
 
 class PartitionProcessor:
@@ -36,8 +38,10 @@ class PartitionProcessor:
         clock_state: ClockState | None,
         rooms: Iterable[RoomState],
         now_s: float,
+        detector: DetectorConfig | None = None,
     ) -> None:
         self.partition = partition
+        self.detector = detector
         self.size_ms = size_ms
         self.retention = retention
         self.clock = PartitionClock.restore(clock_state, grace_ms, idle_timeout_s, now_s)
@@ -98,8 +102,19 @@ class PartitionProcessor:
             if closed:
                 out.tally.windows_closed += closed
                 out.updated[room] = state
+                if self.detector is not None:
+                    state.detector, alerts = on_close(
+                        self.detector,
+                        state.detector or DetectorState(),
+                        room,
+                        state.closed,
+                        self.size_ms,
+                    )
+                    out.alerts += alerts
             if not state.has_open() and self._expiry(state) <= watermark:
                 out.updated.pop(room, None)
+                if state.detector is not None:
+                    out.alerts += on_expire(state.detector, room, self.size_ms)
                 if lookup(room) is not None:  # a room born in this batch was never stored
                     out.deleted.append(room)
             else:

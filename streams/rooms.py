@@ -13,6 +13,7 @@ import msgspec
 from datasketches import hll_sketch, tgt_hll_type
 
 from streams.contract import Ev, Kind
+from streams.detector import DetectorState
 from streams.funnel import COUNT_FIELDS, Counts, derive
 from streams.windows import SOURCES
 
@@ -46,6 +47,7 @@ class RoomRecord(msgspec.Struct, array_like=True):
     open: list[WindowRecord]
     closed: msgspec.Raw  # list[WindowRecord], encoded once per close, not once per write
     closed_totals: Counts | None = None
+    detector: DetectorState | None = None
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -121,6 +123,7 @@ class RoomState:
         "applied",
         "closed",
         "closed_totals",
+        "detector",
         "last_ts",
         "late_events",
         "open",
@@ -140,6 +143,8 @@ class RoomState:
         # (Prometheus counters), which outlive the ``retention`` closed windows kept above.
         # None until the first close: at 100 000 young rooms that is 12 MB.
         self.closed_totals: Counts | None = None
+        # The in-stream detector's state (CUSUMs, firing alerts); None until the first close.
+        self.detector: DetectorState | None = None
         self._closed_raw: msgspec.Raw | None = None
 
     # -- updates -------------------------------------------------------------------------
@@ -294,6 +299,7 @@ class RoomState:
                 [self.open[s].record() for s in sorted(self.open)],
                 self._closed_raw,
                 self.closed_totals,
+                self.detector,
             )
         )
 
@@ -307,6 +313,7 @@ class RoomState:
         state.open = {w.start: Window.from_record(w) for w in rec.open}
         state.closed = [Window.from_record(w) for w in _windows_decoder.decode(rec.closed)]
         state.closed_totals = rec.closed_totals
+        state.detector = rec.detector
         return state
 
 

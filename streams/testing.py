@@ -330,6 +330,7 @@ def livepulse_pipeline(
                 "topic_orders": f"{run}.live.orders",
                 "topic_deadletter": f"{run}.live.deadletter",
                 "topic_batches": f"{run}.livepulse.batches",
+                "topic_alerts": f"{run}.live.alerts",
             }
             tmp = tmp_path_factory.mktemp(f"pipeline-{run}")
             values = {k: str(v) for k, v in {**names, **overrides}.items()}

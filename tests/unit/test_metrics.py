@@ -129,3 +129,21 @@ def test_async_rendering_gives_the_same_text() -> None:
     states, _ = _run(["r1", "r2", "r3"])
     exposition = RoomExposition(60_000, 100)
     assert asyncio.run(exposition.render_async(states, chunk=1)) == exposition.render(states)
+
+
+def test_the_metrics_reference_documents_every_family_and_nothing_else() -> None:
+    import re
+
+    from streams.metrics import PipelineCollector
+
+    served = {
+        line.split()[2] for line in GOLDEN.read_text().splitlines() if line.startswith("# TYPE")
+    }
+    collector = PipelineCollector(lambda: 1, lambda: 0, lambda: {0: 1}, lambda: {("t", 0): 5})
+    served |= {
+        family.name + ("_total" if family.type == "counter" else "")
+        for family in collector.collect()
+    }
+    docs = (Path(__file__).parents[2] / "docs" / "metrics.md").read_text()
+    documented = set(re.findall(r"^\| `(livepulse_[a-z_]+)` \|", docs, re.MULTILINE))
+    assert documented == served
