@@ -12,9 +12,13 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streams.detector import DetectorConfig
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LIVEPULSE_", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="LIVEPULSE_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
 
     # --- Kafka ---------------------------------------------------------------------------
     broker: str = Field(
@@ -89,6 +93,14 @@ class Settings(BaseSettings):
         1.0, gt=0, description="Empty batches keep an idle partition's watermark rule running."
     )
 
+    # --- In-stream detector ------------------------------------------------------------------
+    detector: DetectorConfig = Field(
+        default_factory=DetectorConfig,
+        description="Thresholds of the conversion-drop detector, one variable each: "
+        "LIVEPULSE_DETECTOR__<FIELD> (e.g. LIVEPULSE_DETECTOR__MIN_ENTERS=100); the fields "
+        "and their meaning are documented on streams.detector.DetectorConfig.",
+    )
+
     # --- Worker ----------------------------------------------------------------------------
     web_host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
     web_port: int = Field(6066, ge=1, le=65535, description="Port of /metrics, /rooms, /ready.")
@@ -131,6 +143,12 @@ class Settings(BaseSettings):
     def _file_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError(f"no such file: {value}")
+        return value
+
+    @field_validator("detector")
+    @classmethod
+    def _detector_is_usable(cls, value: DetectorConfig) -> DetectorConfig:
+        value.check()
         return value
 
     @model_validator(mode="after")
@@ -185,7 +203,50 @@ def explain(error: ValidationError) -> str:
     """One readable line for a bad setting, naming the environment variable behind it."""
     parts = []
     for err in error.errors():
-        name = ".".join(str(x) for x in err["loc"])
+        name = "__".join(str(x) for x in err["loc"])
         message = err["msg"].removeprefix("Value error, ")
-        parts.append(f"LIVEPULSE_{name.upper()} ({name}): {message}" if name else message)
+        parts.append(f"LIVEPULSE_{name.upper()}: {message}" if name else message)
     return "invalid settings: " + "; ".join(parts)
+
+
+def markdown_table() -> str:
+    """The settings as the README's table (``python -m streams.settings``; a test compares)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, DetectorConfig):
+            for key, (value, doc) in _detector_docs().items():
+                rows.append(f"| `LIVEPULSE_DETECTOR__{key.upper()}` | `{value}` | {doc} |")
+            continue
+        default = "unset" if default is None else f"`{default}`"
+        rows.append(f"| `LIVEPULSE_{name.upper()}` | {default} | {field.description} |")
+    return "\n".join(rows) + "\n"
+
+
+def _detector_docs() -> dict[str, tuple[object, str]]:
+    """Each detector threshold's default and its ``#:`` comment in DetectorConfig (a comment
+    above several fields is theirs together, e.g. the per-kind ratios)."""
+    import dataclasses
+    import inspect
+
+    docs: dict[str, str] = {}
+    comment: list[str] = []
+    after_field = False
+    for line in inspect.getsource(DetectorConfig).splitlines():
+        line = line.strip()
+        if line.startswith("#:"):
+            if after_field:
+                comment, after_field = [], False
+            comment.append(line[2:].strip())
+        elif line.split(":", 1)[0].isidentifier() and ":" in line and comment:
+            docs[line.split(":", 1)[0]] = " ".join(comment)
+            after_field = True
+    defaults = DetectorConfig()
+    return {
+        f.name: (getattr(defaults, f.name), docs.get(f.name, ""))
+        for f in dataclasses.fields(DetectorConfig)
+    }
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")

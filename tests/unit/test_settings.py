@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
-from streams.settings import Settings, explain
+from streams.settings import Settings, explain, markdown_table
 
 
 def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,3 +42,9 @@ def test_broker_without_hosts_is_refused() -> None:
     with pytest.raises(ValidationError) as info:
         Settings(broker="kafka://")
     assert "LIVEPULSE_BROKER" in explain(info.value)
+
+
+def test_the_readme_lists_every_setting_as_the_code_has_it() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = readme.split("<!-- settings:begin -->\n", 1)[1].split("<!-- settings:end -->", 1)[0]
+    assert block == markdown_table(), "run `python -m streams.settings` and paste the table"
