@@ -118,11 +118,12 @@ _DECODERS = {
 }
 
 
-class Ev(msgspec.Struct, array_like=True, gc=False):
+class Ev(msgspec.Struct, array_like=True, gc=False, omit_defaults=True):
     """One validated event as the stateful stage needs it: no more than the funnel uses.
 
     ``user`` is kept only for enters (unique viewers); ``value`` is ``watch_ms`` for leaves
-    and ``amount_cents`` for orders.
+    and ``amount_cents`` for orders; ``product`` only for product clicks and orders created
+    (the detector's per-product stock-out test).
     """
 
     src: int
@@ -132,6 +133,7 @@ class Ev(msgspec.Struct, array_like=True, gc=False):
     kind: int
     user: str = ""
     value: int = 0
+    product: str = ""
 
 
 class InvalidRecord(Exception):
@@ -168,6 +170,12 @@ def decode(
         return Ev(src, offset, event.ts, event.room_id, kind, event.user_id)
     if kind is Kind.LEAVE:
         return Ev(src, offset, event.ts, event.room_id, kind, "", event.watch_ms)
+    if kind is Kind.ORDER_CREATED:
+        return Ev(
+            src, offset, event.ts, event.room_id, kind, "", event.amount_cents, event.product_id
+        )
     if kind >= Kind.ORDER_CREATED:
         return Ev(src, offset, event.ts, event.room_id, kind, "", event.amount_cents)
+    if kind is Kind.PRODUCT_CLICK:
+        return Ev(src, offset, event.ts, event.room_id, kind, "", 0, event.product_id)
     return Ev(src, offset, event.ts, event.room_id, kind)

@@ -101,10 +101,19 @@ the expected successes or more) with a ``resolved`` event for the last of them; 
 CUSUM restarts from zero. :func:`on_expire` resolves what is still firing when a room leaves
 the table.
 
-What the window counts cannot show: a stock-out of one product removes only that product's
-orders (a third of a room's orders or less), and ``Counts`` has no per-product split, so in a
-room with a handful of orders a minute it is below the noise (see ``evidence`` in
-``livepulse evaluate-alerts``).
+Stock-outs: one product at a time
+---------------------------------
+A stock-out of the best seller removes only that product's orders (a third of a room's orders
+or less) while its card is still clicked: in the room's orders per click a fall that a room
+with a handful of orders a minute hides in its noise. So the worker also counts clicks and
+orders created per product in each window (``streams.rooms.Window.products``, kept until the
+window has been judged), and :func:`_judge_products` runs one more Poisson CUSUM per product
+for the room's ``max_products`` busiest ones, on the product's own orders per click against a
+fall to ``stockout_ratio`` (nearly none). A firing event is a ``conversion_drop`` with the
+``product_id`` set, so the operator learns which product to check. What remains out of reach
+is in ``livepulse evaluate-alerts``' ``evidence`` column: a stock-out in the first minutes of a
+session, before the product has a baseline, and a gradual conversion decay in a room with few
+orders.
 
 Deterministic: the state and the events are a function of the closed windows alone, in
 order, however many windows one call brings.
@@ -181,6 +190,21 @@ class DetectorConfig:
     resolve_windows: int = 2
     #: ``observed <= critical_ratio * expected`` in the firing window makes the alert critical.
     critical_ratio: float = 0.3
+    #: Stock-out of one product: orders created per click of each of the room's busiest
+    #: products, a Poisson CUSUM per product against a drop to ``stockout_ratio`` of its own
+    #: baseline, firing at ``stockout_threshold`` nats (ratio 0 turns the test off). The
+    #: threshold is above the room tests' because up to ``max_products`` CUSUMs run per room:
+    #: at 6, one window without orders where 7 were expected fires, which plain Poisson noise
+    #: does about once in 15 room-hours.
+    stockout_ratio: float = 0.1
+    stockout_threshold: float = 8.0
+    #: Products per room whose orders the stock-out test follows (the busiest by orders).
+    max_products: int = 8
+    #: Windows with more than this times the median enters stay out of a product's baseline
+    #: (a flash sale boosts orders per click). Lower than 3 would also leave out the opening
+    #: ramp, which does not move a product's orders per click and is most of the history a
+    #: stock-out early in a session can be judged against.
+    stockout_spike_ratio: float = 4.0
 
     def ratio(self, kind: str) -> float:
         return getattr(self, f"{kind}_ratio")
@@ -208,6 +232,10 @@ class DetectorConfig:
             raise ValueError("mild_ratio must be in [0, 1) and mild_threshold above 0")
         if self.spike_ratio <= 1 or self.min_volume_share < 0 or self.critical_ratio < 0:
             raise ValueError("spike_ratio > 1, min_volume_share >= 0, critical_ratio >= 0")
+        if not 0 <= self.stockout_ratio < 1 or self.stockout_threshold <= 0:
+            raise ValueError("stockout_ratio must be in [0, 1) and stockout_threshold above 0")
+        if self.max_products < 1 or self.stockout_spike_ratio <= 1:
+            raise ValueError("max_products must be at least 1 and stockout_spike_ratio above 1")
 
 
 class KindState(msgspec.Struct, array_like=True, omit_defaults=True):
@@ -227,21 +255,45 @@ class KindState(msgspec.Struct, array_like=True, omit_defaults=True):
     excl_to: int = -1  # (-1 while it still runs)
 
 
+class ProductState(msgspec.Struct, array_like=True, omit_defaults=True):
+    """One product's stock-out CUSUM and alert, in one room."""
+
+    product: str
+    clicks: float = 0.0  # baseline: decayed sums (weight 1 - 1/baseline_windows a window)
+    orders: float = 0.0
+    windows: int = 0  # windows taken into the baseline
+    last_clicks: int = 0  # clicks in the room's window before (orders lag their clicks)
+    last_start: int = -1  # that window's start
+    cusum: float = 0.0
+    run_rate: float = 0.0  # baseline rate when the current run of S > 0 began
+    run_clicks: float = 0.0  # the baseline sums before that run: restored if it fires, so
+    run_orders: float = 0.0  # the windows of a stock-out never become its baseline
+    firing: bool = False
+    since: int = -1
+    calm: int = 0
+    severity: str = ""
+
+
 class DetectorState(msgspec.Struct, array_like=True, omit_defaults=True):
     """A room's detector state; ``DetectorState()`` is "no state yet"."""
 
     last_start: int = -1  # start of the newest window already judged
     kinds: list[KindState] = msgspec.field(default_factory=list)  # by KINDS; [] = all fresh
+    products: list[ProductState] = msgspec.field(default_factory=list)
 
     def firing(self) -> list[str]:
-        """Kinds with an active alert."""
-        return [kind for kind, ks in zip(KINDS, self.kinds, strict=False) if ks.firing]
+        """Kinds with an active alert (a product's stock-out is a ``conversion_drop``)."""
+        kinds = [kind for kind, ks in zip(KINDS, self.kinds, strict=False) if ks.firing]
+        if "conversion_drop" not in kinds and any(ps.firing for ps in self.products):
+            kinds.append("conversion_drop")
+        return kinds
 
     def describe(self, size_ms: int) -> list[dict]:
         """Active alerts for ``/rooms/{room_id}``: kind, since (window start, ms), severity."""
-        return [
+        alerts = [
             {
                 "kind": kind,
+                "product_id": None,
                 "since": ks.since,
                 "since_end": ks.since + size_ms,
                 "severity": ks.severity,
@@ -250,6 +302,19 @@ class DetectorState(msgspec.Struct, array_like=True, omit_defaults=True):
             for kind, ks in zip(KINDS, self.kinds, strict=False)
             if ks.firing
         ]
+        alerts += [
+            {
+                "kind": "conversion_drop",
+                "product_id": ps.product,
+                "since": ps.since,
+                "since_end": ps.since + size_ms,
+                "severity": ps.severity,
+                "baseline_rate": ps.run_rate,
+            }
+            for ps in self.products
+            if ps.firing
+        ]
+        return alerts
 
 
 class AlertEvent(msgspec.Struct):
@@ -264,6 +329,7 @@ class AlertEvent(msgspec.Struct):
     expected: float
     score: float
     severity: str  # warning | critical
+    product_id: str | None = None  # the product whose orders stopped (stock-out test)
 
     def encode(self) -> bytes:
         return _json_encode(self)
@@ -283,6 +349,8 @@ def decode_alert(data: bytes) -> AlertEvent:
 class ClosedWindow(Protocol):
     start: int
     counts: Counts
+    # product id -> [clicks, orders created] (``streams.rooms.Window.products``), or None
+    products: dict[str, list[int]] | None
 
 
 def _median(values: list[int]) -> float:
@@ -311,7 +379,8 @@ def on_close(
     """
     kinds = [msgspec.structs.replace(ks) for ks in state.kinds]
     kinds += [KindState() for _ in range(len(KINDS) - len(kinds))]
-    state = DetectorState(state.last_start, kinds)
+    products = [msgspec.structs.replace(ps) for ps in state.products]
+    state = DetectorState(state.last_start, kinds, products)
     events: list[AlertEvent] = []
     for i, w in enumerate(closed_windows):
         if w.start <= state.last_start:
@@ -321,6 +390,8 @@ def on_close(
             event = _judge(config, kind, ks, room_id, recent, size_ms)
             if event is not None:
                 events.append(event)
+        if config.stockout_ratio > 0:
+            events += _judge_products(config, state, room_id, recent, size_ms)
         state.last_start = w.start
     return state, events
 
@@ -341,6 +412,21 @@ def on_expire(state: DetectorState, room_id: str, size_ms: int) -> list[AlertEve
         )
         for kind, ks in zip(KINDS, state.kinds, strict=False)
         if ks.firing
+    ] + [
+        AlertEvent(
+            room_id,
+            "conversion_drop",
+            "resolved",
+            state.last_start,
+            state.last_start + size_ms,
+            0,
+            0.0,
+            0.0,
+            ps.severity,
+            ps.product,
+        )
+        for ps in state.products
+        if ps.firing
     ]
 
 
@@ -484,3 +570,125 @@ def _judge(
     return AlertEvent(
         room_id, kind, "firing", w.start, end, x, round(expected, 3), round(cusum, 3), ks.severity
     )
+
+
+def _judge_products(
+    config: DetectorConfig,
+    state: DetectorState,
+    room_id: str,
+    windows: Sequence[ClosedWindow],
+    size_ms: int,
+) -> list[AlertEvent]:
+    """The stock-out test on the last of ``windows``: one Poisson CUSUM per busy product.
+
+    A stock-out removes one product's orders while its card is still clicked. In the room's
+    orders per click that is a fall of the product's share (a third or less), which the room
+    test needs many windows to see; in the product's own orders per click it is a fall to
+    zero, which a few expected orders show within a window or two. The baseline is the
+    product's decayed sums of orders and (lagged) clicks; a run of ``S > 0`` is judged
+    against the rate it began with, and when it fires the sums go back to what they were
+    before it, so a stock-out never becomes its own baseline. Rooms below ``min_enters`` and
+    flash-sale windows (``stockout_spike_ratio``, and the window after one) do not enter any
+    product's baseline.
+    """
+    w = windows[-1]
+    counts = getattr(w, "products", None) or {}
+    lag = config.lag("conversion_drop")
+    decay = 1.0 - 1.0 / config.baseline_windows
+    base = [x.counts.enters for x in windows[:-1][-config.baseline_windows :]]
+    median_enters = _median(base) if base else 0.0
+    judged_room = len(base) >= config.min_baseline_windows and median_enters >= config.min_enters
+    spike = config.stockout_spike_ratio * median_enters
+    prev = windows[-2] if len(windows) > 1 else None
+    spiky = bool(base) and (
+        w.counts.enters > spike
+        or (prev is not None and prev.start == w.start - size_ms and prev.counts.enters > spike)
+    )
+    tracked = {ps.product: ps for ps in state.products}
+    for product, (_, orders) in counts.items():
+        if orders and product not in tracked:
+            tracked[product] = ProductState(product)
+    events: list[AlertEvent] = []
+    end = w.start + size_ms
+    for ps in tracked.values():
+        product = ps.product
+        clicks, x = counts.get(product, (0, 0))
+        if ps.last_start < 0:
+            before = clicks
+        else:
+            before = ps.last_clicks if ps.last_start == w.start - size_ms else 0
+        n = (1 - lag) * clicks + lag * before
+        ps.last_clicks, ps.last_start = clicks, w.start
+        expected = 0.0
+        if ps.firing or ps.cusum > 0:
+            expected = ps.run_rate * n
+        elif (
+            judged_room
+            and ps.windows >= config.min_baseline_windows
+            and ps.orders >= config.min_baseline_successes
+            and ps.clicks > 0
+        ):
+            shrink = max(0.0, 1.0 - config.baseline_z / math.sqrt(ps.orders))
+            expected = shrink * ps.orders / ps.clicks * n
+        judged = judged_room and expected >= config.min_expected
+        score = llr(x, expected, config.stockout_ratio) if judged else 0.0
+        if ps.firing:
+            # calm: likelier under the baseline than under the stock-out; a card nobody
+            # clicks any more (taken down) is calm too
+            ps.calm = ps.calm + 1 if score <= 0 else 0
+            if ps.calm >= config.resolve_windows:
+                events.append(
+                    AlertEvent(
+                        room_id,
+                        "conversion_drop",
+                        "resolved",
+                        w.start,
+                        end,
+                        x,
+                        round(expected, 3),
+                        round(ps.cusum, 3),
+                        ps.severity,
+                        product,
+                    )
+                )
+                ps.firing, ps.calm, ps.cusum = False, 0, 0.0
+            elif judged:
+                ps.cusum = max(0.0, ps.cusum + score)
+            continue
+        if judged:
+            if ps.cusum <= 0 and score > 0:  # a run begins: remember the baseline before it
+                ps.run_rate = expected / n
+                ps.run_clicks, ps.run_orders = ps.clicks, ps.orders
+            ps.cusum = max(0.0, ps.cusum + score)
+            if ps.cusum >= config.stockout_threshold:
+                ps.firing, ps.since, ps.calm = True, w.start, 0
+                ps.severity = "critical" if x <= config.critical_ratio * expected else "warning"
+                ps.clicks, ps.orders = ps.run_clicks, ps.run_orders
+                events.append(
+                    AlertEvent(
+                        room_id,
+                        "conversion_drop",
+                        "firing",
+                        w.start,
+                        end,
+                        x,
+                        round(expected, 3),
+                        round(ps.cusum, 3),
+                        ps.severity,
+                        product,
+                    )
+                )
+                continue
+        if not spiky and median_enters >= config.min_enters:
+            ps.clicks = decay * ps.clicks + n
+            ps.orders = decay * ps.orders + x
+            ps.windows += 1
+    # follow the busiest products, and every one with a run or an alert
+    hot = [ps for ps in tracked.values() if ps.firing or ps.cusum > 0]
+    rest = sorted(
+        (ps for ps in tracked.values() if not (ps.firing or ps.cusum > 0)),
+        key=lambda ps: (-ps.orders, ps.product),
+    )
+    keep = hot + rest[: max(0, config.max_products - len(hot))]
+    state.products = sorted(keep, key=lambda ps: ps.product)
+    return events

@@ -29,7 +29,8 @@ Definitions
   (``payment_outage`` -> ``payment_trouble``, ``stockout`` and ``conversion_decay`` ->
   ``conversion_drop``, ``traffic_cut`` -> ``traffic_cut``). A stock-out of the best seller
   removes its orders at creation (clicks on its card go on), so it shows in orders created per
-  click, i.e. ``conversion_drop``.
+  click, i.e. ``conversion_drop`` (from the room test, or the stock-out test naming the
+  product).
 * A *detection* (one ``firing`` alert) is a **true positive** when an incident in its room
   expects its kind and it came no earlier than the close of the incident's first window
   (its end + grace) and no later than ``end_ms + slack`` (``slack`` = two windows: the
@@ -133,6 +134,7 @@ class ClosedWindow(msgspec.Struct, array_like=True):
     start: int
     counts: Counts
     closed_at_ms: int
+    products: dict[str, list[int]] | None = None
 
 
 @dataclass
@@ -183,7 +185,7 @@ def close_windows(
                     continue
                 kept = rooms[room]
                 kept.extend(
-                    ClosedWindow(w.start, w.counts, now_ms)
+                    ClosedWindow(w.start, w.counts, now_ms, w.products)
                     for w in state.closed
                     if w.start > newest
                 )
@@ -272,6 +274,10 @@ def incident_evidence(
     with that baseline gathers no more than this from the incident, so an incident whose
     evidence is below the kind's threshold is out of such a detector's reach: it tells a
     weak detector from a weak signal.
+
+    For a stock-out the step is the orders created per click of the room's best seller (the
+    product with the most orders in those other windows), as the detector's stock-out test
+    sees it.
     """
     num, den = STEPS[INCIDENT_KIND[inc["kind"]]]
     start, end = inc["start_ms"], inc["end_ms"]
@@ -286,18 +292,40 @@ def incident_evidence(
         if not touches(w, start, end)
         and not any(touches(w, s0, s1 + window_ms) for s0, s1 in flash_sales)
     ]
-    attempts = sum(getattr(w.counts, den) for w in outside)
+
+    def successes(w: ClosedWindow) -> int:
+        return getattr(w.counts, num)
+
+    def tries(w: ClosedWindow) -> int:
+        return getattr(w.counts, den)
+
+    if inc["kind"] == "stockout":
+        sold: dict[str, int] = defaultdict(int)
+        for w in outside:
+            for product, (_, orders) in (w.products or {}).items():
+                sold[product] += orders
+        if not sold:
+            return None
+        best_seller = max(sold, key=lambda p: (sold[p], p))
+
+        def successes(w: ClosedWindow) -> int:
+            return (w.products or {}).get(best_seller, (0, 0))[1]
+
+        def tries(w: ClosedWindow) -> int:
+            return (w.products or {}).get(best_seller, (0, 0))[0]
+
+    attempts = sum(tries(w) for w in outside)
     if len(outside) < 3 or not attempts:
         return None
     if not inside:
         return 0.0
-    rate = sum(getattr(w.counts, num) for w in outside) / attempts
+    rate = sum(successes(w) for w in outside) / attempts
     best = 0.0
     for i in range(len(inside)):
         x, m = 0, 0.0
         for w in inside[i:]:
-            x += getattr(w.counts, num)
-            m += rate * getattr(w.counts, den)
+            x += successes(w)
+            m += rate * tries(w)
             if x < m:
                 best = max(best, (x * math.log(x / m) if x else 0.0) - (x - m))
     return best
@@ -419,7 +447,11 @@ def report(outcomes: Iterable[SessionOutcome], config: EvalConfig) -> dict:
     for kind in INCIDENT_KINDS:
         rows = [r for r in per_incident if r["kind"] == kind]
         alert_kind = INCIDENT_KIND[kind]
-        threshold = config.detector.threshold(alert_kind)
+        threshold = (
+            config.detector.stockout_threshold
+            if kind == "stockout" and config.detector.stockout_ratio > 0
+            else config.detector.threshold(alert_kind)
+        )
         eligible = [r for r in rows if r["eligible"]]
         reachable = [r for r in eligible if (r["evidence"] or 0) >= threshold]
         kinds[kind] = {

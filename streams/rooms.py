@@ -34,6 +34,7 @@ class WindowRecord(msgspec.Struct, array_like=True):
     sketch: bytes | None
     prev_orders_paid: int | None
     prev_gmv_cents: int | None
+    products: dict[str, list[int]] | None = None
 
 
 class RoomRecord(msgspec.Struct, array_like=True):
@@ -72,6 +73,7 @@ class Window:
         "counts",
         "prev_gmv_cents",
         "prev_orders_paid",
+        "products",
         "sketch",
         "start",
         "unique_viewers",
@@ -85,6 +87,10 @@ class Window:
         self.unique_viewers = 0
         self.prev_orders_paid: int | None = None
         self.prev_gmv_cents: int | None = None
+        # product id -> [clicks, orders created], for the detector's stock-out test; None
+        # until the window's first click or order, and again once a newer window has closed
+        # (the detector has judged it by then)
+        self.products: dict[str, list[int]] | None = None
 
     def viewers(self) -> int:
         if self.sketch is None:
@@ -101,6 +107,7 @@ class Window:
             sketch,
             self.prev_orders_paid,
             self.prev_gmv_cents,
+            self.products,
         )
 
     @classmethod
@@ -114,6 +121,7 @@ class Window:
         )
         w.sketch = None if rec.sketch is None else hll_sketch.deserialize(rec.sketch)
         w.prev_orders_paid, w.prev_gmv_cents = rec.prev_orders_paid, rec.prev_gmv_cents
+        w.products = rec.products
         return w
 
 
@@ -195,11 +203,13 @@ class RoomState:
                 c.product_impressions += 1
             elif kind == Kind.PRODUCT_CLICK:
                 c.product_clicks += 1
+                _count_product(w, ev.product, 0)
             elif kind == Kind.LEAVE:
                 c.leaves += 1
                 c.watch_ms_total += ev.value
             elif kind == Kind.ORDER_CREATED:
                 c.orders_created += 1
+                _count_product(w, ev.product, 1)
             elif kind == Kind.ORDER_PAID:
                 c.orders_paid += 1
                 c.gmv_cents += ev.value
@@ -211,6 +221,9 @@ class RoomState:
     def close_until(self, watermark: int, size_ms: int, retention: int) -> int:
         """Close every window whose end the watermark has reached; keep ``retention`` closed."""
         due = sorted(start for start in self.open if start + size_ms <= watermark)
+        if due:
+            for old in self.closed:  # judged by the detector at their own close
+                old.products = None
         for start in due:
             w = self.open.pop(start)
             prev = self._window(start - size_ms)
@@ -320,3 +333,16 @@ class RoomState:
 def _add(total: Counts, counts: Counts) -> None:
     for name in Counts.__struct_fields__:
         setattr(total, name, getattr(total, name) + getattr(counts, name))
+
+
+def _count_product(w: Window, product: str, column: int) -> None:
+    """Count a click (column 0) or an order created (1) of ``product`` in window ``w``."""
+    if not product:  # an envelope from before products were carried
+        return
+    products = w.products
+    if products is None:
+        products = w.products = {}
+    counts = products.get(product)
+    if counts is None:
+        counts = products[product] = [0, 0]
+    counts[column] += 1

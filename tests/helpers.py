@@ -30,7 +30,8 @@ def to_ev(body: dict, offset: int) -> Ev:
     src = SOURCE_OF_TYPE[body["type"]]
     user = body["user_id"] if kind == Kind.ENTER else ""
     value = body.get("watch_ms", body.get("amount_cents", 0))
-    return Ev(int(src), offset, body["ts"], body["room_id"], int(kind), user, value)
+    product = body["product_id"] if kind in (Kind.PRODUCT_CLICK, Kind.ORDER_CREATED) else ""
+    return Ev(int(src), offset, body["ts"], body["room_id"], int(kind), user, value, product)
 
 
 def number_by_topic(bodies: list[dict]) -> list[Ev]:

@@ -163,7 +163,7 @@ def compute_truth(config: SimConfig, emitted: Iterable[Emitted]) -> dict:
         wkey = (room, ts - ts % size)
         w = windows.get(wkey)
         if w is None:
-            w = windows[wkey] = [[0] * _SLOTS, set()]
+            w = windows[wkey] = [[0] * _SLOTS, set(), {}]
         c = w[0]
         type_ = body["type"]
         if type_ == "impression":
@@ -178,8 +178,10 @@ def compute_truth(config: SimConfig, emitted: Iterable[Emitted]) -> dict:
             c[PRODUCT_IMPRESSIONS] += 1
         elif type_ == "product_click":
             c[PRODUCT_CLICKS] += 1
+            w[2].setdefault(body["product_id"], [0, 0])[0] += 1
         elif type_ == "created":
             c[CREATED] += 1
+            w[2].setdefault(body["product_id"], [0, 0])[1] += 1
         elif type_ == "paid":
             c[PAID] += 1
             c[GMV] += body["amount_cents"]
@@ -189,7 +191,7 @@ def compute_truth(config: SimConfig, emitted: Iterable[Emitted]) -> dict:
 
     rows = []
     for room, start in sorted(windows):
-        c, viewers = windows[(room, start)]
+        c, viewers, products = windows[(room, start)]
         prev = windows.get((room, start - size))
         prev_paid = prev[0][PAID] if prev else None
         prev_gmv = prev[0][GMV] if prev else None
@@ -219,6 +221,9 @@ def compute_truth(config: SimConfig, emitted: Iterable[Emitted]) -> dict:
                 "aov": _ratio(gmv, c[PAID]),
                 "order_growth": _growth(c[PAID], prev_paid),
                 "gmv_growth": _growth(c[GMV], prev_gmv),
+                # product id -> [clicks, orders created]: what the detector's stock-out test
+                # reads (the worker does not serve it)
+                "products": dict(sorted(products.items())),
             }
         )
 

@@ -25,12 +25,12 @@ SCHEMA = orjson.loads(
 
 
 def expected_alerts(truth: dict, pipeline: Pipeline) -> dict[str, list[dict]]:
-    """What the detector says about each room's true windows, judged all at once."""
+    """What the detector says about each room's true windows (and products), judged at once."""
     by_room: dict[str, list[SimpleNamespace]] = {}
     for w in truth["windows"]:
         counts = Counts(**{name: w[name] for name in Counts.__struct_fields__})
         by_room.setdefault(w["room_id"], []).append(
-            SimpleNamespace(start=w["window_start"], counts=counts)
+            SimpleNamespace(start=w["window_start"], counts=counts, products=w["products"])
         )
     size = pipeline.settings.window_ms
     out = {}

@@ -364,3 +364,131 @@ def test_config_check_rejects_nonsense(change: dict) -> None:
     with pytest.raises(ValueError):
         replace(CONFIG, **change).check()
     CONFIG.check()
+
+
+# -- the stock-out test: one product's orders stop while its card is still clicked -----------
+
+
+@dataclass
+class PW:
+    start: int
+    counts: Counts
+    products: dict[str, list[int]] | None
+
+
+#: click shares and orders per click of a room's products; "p-best" sells the most
+PRODUCTS = {"p-best": (0.35, 0.10), "p-two": (0.25, 0.08), "p-three": (0.4, 0.04)}
+
+
+def shop(
+    minutes: list[Minute],
+    *,
+    sold_out: set[int] = frozenset(),  # type: ignore[assignment]
+    seed: int = 1,
+    clicks: float = 400.0,
+) -> list[PW]:
+    """Windows with per-product clicks and orders; ``p-best`` has none in ``sold_out``.
+
+    As in :func:`room`, a quarter of a window's orders come from the clicks of the one before.
+    """
+    rng = random.Random(seed)
+    out: list[PW] = []
+    ordering_before: dict[str, float] = {}
+    for i, m in enumerate(minutes):
+        products = {}
+        for name, (share, rate) in PRODUCTS.items():
+            c = poisson(rng, clicks * m.volume * share)
+            ordering = c * rate * m.order
+            lagged = 0.75 * ordering + 0.25 * ordering_before.get(name, ordering)
+            ordering_before[name] = ordering
+            o = 0 if name == "p-best" and i in sold_out else poisson(rng, lagged)
+            products[name] = [c, o]
+        total_clicks = sum(c for c, _ in products.values())
+        enters = poisson(rng, 1000 * m.volume)
+        counts = Counts(
+            impressions=10 * enters,
+            enters=enters,
+            product_clicks=total_clicks,
+            orders_created=sum(o for _, o in products.values()),
+        )
+        out.append(PW(T0 + i * SIZE, counts, products))
+    return out
+
+
+def product_events(events: list[AlertEvent]) -> list[AlertEvent]:
+    return [e for e in events if e.product_id is not None]
+
+
+def test_a_stockout_of_the_best_seller_fires_naming_it_then_resolves() -> None:
+    windows = shop(normal(30), sold_out=set(range(20, 26)))
+    state, events = run(windows)  # type: ignore[arg-type]
+    found = product_events(events)
+    assert [(e.product_id, e.state, e.kind) for e in found] == [
+        ("p-best", "firing", "conversion_drop"),
+        ("p-best", "resolved", "conversion_drop"),
+    ]
+    firing, resolved = found
+    assert firing.window_start in (T0 + 20 * SIZE, T0 + 21 * SIZE)  # within two windows
+    assert firing.observed == 0 and firing.expected > 2 and firing.score >= 6
+    assert T0 + 26 * SIZE <= resolved.window_start <= T0 + 29 * SIZE
+    # while it fires: /rooms/{id} names the product, the room shows a conversion drop
+    mid, _ = run(windows[:24])  # type: ignore[arg-type]
+    assert "conversion_drop" in mid.firing()
+    # (half of this room's orders are p-best's: the room-level test may fire as well)
+    products = [a["product_id"] for a in mid.describe(SIZE) if a["product_id"] is not None]
+    assert products == ["p-best"]
+    assert on_expire(mid, "r1", SIZE)[-1].product_id == "p-best"
+    assert not state.firing()
+
+
+def test_a_stockout_does_not_become_its_products_baseline() -> None:
+    # ten windows sold out: had they entered the baseline, the rate would have fallen by half
+    windows = shop(normal(40), sold_out=set(range(20, 30)))
+    before, _ = run(windows[:20])  # type: ignore[arg-type]
+    after, events = run(windows)  # type: ignore[arg-type]
+    assert [e.state for e in product_events(events)] == ["firing", "resolved"]
+
+    def rate(state: DetectorState) -> float:
+        ps = next(p for p in state.products if p.product == "p-best")
+        return ps.orders / ps.clicks
+
+    assert rate(after) == pytest.approx(rate(before), rel=0.25)
+
+
+def test_products_stay_quiet_through_noise_and_flash_sales() -> None:
+    # 40 room-hours of normal selling with a 4x flash sale (1.5x orders per click) each hour
+    fired = []
+    for seed in range(40):
+        minutes = normal(25) + [Minute(volume=4.0, order=1.5)] * 3 + normal(32)
+        _, events = run(shop(minutes, seed=seed), replace(CONFIG, mild_ratio=0))  # type: ignore[arg-type]
+        fired += product_events(events)
+    assert fired == []
+
+
+def test_the_stockout_test_can_be_turned_off() -> None:
+    windows = shop(normal(30), sold_out=set(range(20, 26)))
+    _, events = run(windows, replace(CONFIG, stockout_ratio=0))  # type: ignore[arg-type]
+    assert product_events(events) == []
+
+
+def test_product_state_survives_the_changelog() -> None:
+    windows = shop(normal(30), sold_out=set(range(20, 26)))
+    state, _ = run(windows[:22])  # type: ignore[arg-type]
+    assert state.products and any(p.firing or p.cusum > 0 for p in state.products)
+    raw = msgspec.msgpack.encode(state)
+    assert msgspec.msgpack.decode(raw, type=DetectorState) == state
+    # and a restored state carries on exactly as the live one
+    live, a = on_close(CONFIG, state, "r1", windows, SIZE)  # type: ignore[arg-type]
+    back = msgspec.msgpack.decode(raw, type=DetectorState)
+    restored, b = on_close(CONFIG, back, "r1", windows, SIZE)  # type: ignore[arg-type]
+    assert (live, a) == (restored, b)
+
+
+def test_only_the_busiest_products_are_followed() -> None:
+    windows = shop(normal(10))
+    for i, w in enumerate(windows):
+        assert w.products is not None
+        w.products.update({f"p-rare-{i}-{k}": [3, 1] for k in range(10)})
+    state, _ = run(windows, replace(CONFIG, max_products=5))  # type: ignore[arg-type]
+    names = [p.product for p in state.products]
+    assert len(names) == 5 and {"p-best", "p-two", "p-three"} <= set(names)

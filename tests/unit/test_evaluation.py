@@ -139,7 +139,7 @@ def test_evidence_sees_a_drop_and_no_drop() -> None:
             for i, c in enumerate(created)
         ]
 
-    inc = incident("r1", "stockout", 10, 14)
+    inc = incident("r1", "conversion_decay", 10, 14)
     steady = windows([20] * 30)
     assert incident_evidence(steady, inc, SIZE) == 0
     assert incident_evidence(steady[9:15], inc, SIZE) is None  # too little outside it
@@ -151,6 +151,31 @@ def test_evidence_sees_a_drop_and_no_drop() -> None:
     assert incident_evidence(flash, inc, SIZE, [(at(20), at(24))]) == pytest.approx(
         incident_evidence(dropped, inc, SIZE)
     )
+
+
+def test_a_stockouts_evidence_is_its_best_sellers() -> None:
+    def windows(best: list[int]) -> list[ClosedWindow]:
+        return [
+            ClosedWindow(
+                at(i),
+                Counts(product_clicks=500, orders_created=b + 9),
+                at(i + 1),
+                {"p-best": [100, b], "p-other": [400, 9]},
+            )
+            for i, b in enumerate(best)
+        ]
+
+    inc = incident("r1", "stockout", 10, 14)
+    assert incident_evidence(windows([10] * 30), inc, SIZE) == 0
+    # four windows without the best seller's 10 orders each: x = 0, m = 40
+    stocked_out = windows([10] * 10 + [0] * 4 + [10] * 16)
+    assert incident_evidence(stocked_out, inc, SIZE) == pytest.approx(40.0)
+    # the room's orders per click fell from 19/500 to 9/500: 36 ln(36/76) + 40, much weaker
+    decay = incident("r1", "conversion_decay", 10, 14)
+    assert incident_evidence(stocked_out, decay, SIZE) == pytest.approx(13.1, abs=0.05)
+    # no product counts (a room from before they were kept): nothing to judge by
+    bare = [ClosedWindow(w.start, w.counts, w.closed_at_ms) for w in stocked_out]
+    assert incident_evidence(bare, inc, SIZE) is None
 
 
 def test_parse_seeds() -> None:
@@ -234,8 +259,10 @@ def test_small_evaluation_meets_the_targets_it_can() -> None:
 
     Targets: recall >= 0.95 for payment trouble and traffic cuts (rooms >= 200 enters/min),
     median delay <= 2 closed windows, <= 1 false alert per 10 room-hours. The stock-out and
-    conversion-decay target (recall >= 0.9) is not met, in the full run either: most of those
-    incidents hold too little evidence in per-window counts (README); only a floor is kept.
+    conversion-decay target (recall >= 0.9) is not met, in the full run either: many of those
+    incidents hold too little evidence in per-window counts (README). 20-minute sessions leave
+    a stock-out too little history to be judged against (none of these four is found; the
+    stock-out test is exercised in test_detector.py); for decay only a floor is kept.
     """
     result = evaluate(SMALL, jobs=2)
     rep = result["detector"]

@@ -69,3 +69,35 @@ def test_offsets_already_applied_are_skipped() -> None:
     assert room.open[0].counts.enters == 3
     assert tally.duplicates == 1
     assert tally.applied == [3, 0, 0]
+
+
+def test_product_counts_per_window_match_the_events_and_live_until_the_next_close() -> None:
+    rng = random.Random(7)
+    products = ["p-a", "p-b", "p-c"]
+    events = []
+    truth: dict[int, dict[str, list[int]]] = {}
+    for offset in range(2_000):
+        ts = rng.randrange(0, 180_000)
+        product = rng.choice(products)
+        if rng.random() < 0.7:
+            events.append((Ev(1, offset, ts, "r", int(Kind.PRODUCT_CLICK), "", 0, product), False))
+            column = 0
+        else:
+            events.append(
+                (Ev(2, offset, ts, "r", int(Kind.ORDER_CREATED), "", 990, product), False)
+            )
+            column = 1
+        truth.setdefault(ts - ts % 60_000, {}).setdefault(product, [0, 0])[column] += 1
+    # other kinds carry no product and are not counted per product
+    events.append((Ev(0, 0, 10, "r", int(Kind.ENTER), "u"), False))
+    room = RoomState("r", 0)
+    room.apply(events, 60_000, None, Tally())
+    assert {s: w.products for s, w in room.open.items()} == truth
+    copy = RoomState.from_bytes(room.to_bytes())
+    assert {s: w.products for s, w in copy.open.items()} == truth
+    room.close_until(60_000, 60_000, 60)
+    assert room.closed[-1].products == truth[0]  # the detector judges it after this close
+    room.close_until(180_000, 60_000, 60)
+    assert [w.products for w in room.closed] == [None, truth[60_000], truth[120_000]]
+    copy = RoomState.from_bytes(room.to_bytes())
+    assert [w.products for w in copy.closed] == [None, truth[60_000], truth[120_000]]
