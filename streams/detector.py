@@ -377,15 +377,22 @@ def on_close(
     ``.counts``). Returns the new state (``state`` is not modified) and the alert events, in
     order. A room whose state predates the detector has its retained windows judged once.
     """
-    kinds = [msgspec.structs.replace(ks) for ks in state.kinds]
-    kinds += [KindState() for _ in range(len(KINDS) - len(kinds))]
-    products = [msgspec.structs.replace(ps) for ps in state.products]
-    state = DetectorState(state.last_start, kinds, products)
+    state = DetectorState(state.last_start, state.kinds, state.products)
+    copied = False
     events: list[AlertEvent] = []
     for i, w in enumerate(closed_windows):
         if w.start <= state.last_start:
             continue
         recent = closed_windows[max(0, i - config.baseline_windows - 1) : i + 1]
+        if _quiet(config, state, recent):
+            state.last_start = w.start
+            continue
+        if not copied:  # copy on the first window judged: most rooms are too small for that
+            kinds = [msgspec.structs.replace(ks) for ks in state.kinds]
+            kinds += [KindState() for _ in range(len(KINDS) - len(kinds))]
+            products = [msgspec.structs.replace(ps) for ps in state.products]
+            state = DetectorState(state.last_start, kinds, products)
+            copied = True
         for kind, ks in zip(KINDS, state.kinds, strict=True):
             event = _judge(config, kind, ks, room_id, recent, size_ms)
             if event is not None:
@@ -394,6 +401,24 @@ def on_close(
             events += _judge_products(config, state, room_id, recent, size_ms)
         state.last_start = w.start
     return state, events
+
+
+def _quiet(config: DetectorConfig, state: DetectorState, windows: Sequence[ClosedWindow]) -> bool:
+    """Nothing to judge in the last of ``windows``: no alert or run is open, and every window
+    of the baseline had fewer than ``min_enters`` enters, so no median of them reaches it (the
+    room and product tests would all decline). Skipped outright; a quiet room's products are
+    not followed until it is judged."""
+    for ks in state.kinds:
+        if ks.firing:
+            return False
+    for ps in state.products:
+        if ps.firing or ps.cusum > 0:
+            return False
+    least = config.min_enters
+    for w in windows[max(0, len(windows) - 1 - config.baseline_windows) : -1]:
+        if w.counts.enters >= least:
+            return False
+    return True
 
 
 def on_expire(state: DetectorState, room_id: str, size_ms: int) -> list[AlertEvent]:
