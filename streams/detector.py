@@ -636,8 +636,7 @@ def _judge_products(
     events: list[AlertEvent] = []
     end = w.start + size_ms
     for ps in tracked.values():
-        product = ps.product
-        clicks, x = counts.get(product, (0, 0))
+        clicks, x = counts.get(ps.product, (0, 0))
         if ps.last_start < 0:
             before = clicks
         else:
@@ -662,20 +661,7 @@ def _judge_products(
             # clicks any more (taken down) is calm too
             ps.calm = ps.calm + 1 if score <= 0 else 0
             if ps.calm >= config.resolve_windows:
-                events.append(
-                    AlertEvent(
-                        room_id,
-                        "conversion_drop",
-                        "resolved",
-                        w.start,
-                        end,
-                        x,
-                        round(expected, 3),
-                        round(ps.cusum, 3),
-                        ps.severity,
-                        product,
-                    )
-                )
+                events.append(_product_event("resolved", room_id, w.start, end, ps, x, expected))
                 ps.firing, ps.calm, ps.cusum = False, 0, 0.0
             elif judged:
                 ps.cusum = max(0.0, ps.cusum + score)
@@ -689,20 +675,7 @@ def _judge_products(
                 ps.firing, ps.since, ps.calm = True, w.start, 0
                 ps.severity = "critical" if x <= config.critical_ratio * expected else "warning"
                 ps.clicks, ps.orders = ps.run_clicks, ps.run_orders
-                events.append(
-                    AlertEvent(
-                        room_id,
-                        "conversion_drop",
-                        "firing",
-                        w.start,
-                        end,
-                        x,
-                        round(expected, 3),
-                        round(ps.cusum, 3),
-                        ps.severity,
-                        product,
-                    )
-                )
+                events.append(_product_event("firing", room_id, w.start, end, ps, x, expected))
                 continue
         if not spiky and median_enters >= config.min_enters:
             ps.clicks = decay * ps.clicks + n
@@ -717,3 +690,20 @@ def _judge_products(
     keep = hot + rest[: max(0, config.max_products - len(hot))]
     state.products = sorted(keep, key=lambda ps: ps.product)
     return events
+
+
+def _product_event(
+    state: str, room_id: str, start: int, end: int, ps: ProductState, x: int, expected: float
+) -> AlertEvent:
+    return AlertEvent(
+        room_id,
+        "conversion_drop",
+        state,
+        start,
+        end,
+        x,
+        round(expected, 3),
+        round(ps.cusum, 3),
+        ps.severity,
+        ps.product,
+    )
