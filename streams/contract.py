@@ -170,12 +170,9 @@ def decode(
         return Ev(src, offset, event.ts, event.room_id, kind, event.user_id)
     if kind is Kind.LEAVE:
         return Ev(src, offset, event.ts, event.room_id, kind, "", event.watch_ms)
-    if kind is Kind.ORDER_CREATED:
-        return Ev(
-            src, offset, event.ts, event.room_id, kind, "", event.amount_cents, event.product_id
-        )
     if kind >= Kind.ORDER_CREATED:
-        return Ev(src, offset, event.ts, event.room_id, kind, "", event.amount_cents)
+        product = event.product_id if kind is Kind.ORDER_CREATED else ""
+        return Ev(src, offset, event.ts, event.room_id, kind, "", event.amount_cents, product)
     if kind is Kind.PRODUCT_CLICK:
         return Ev(src, offset, event.ts, event.room_id, kind, "", 0, event.product_id)
     return Ev(src, offset, event.ts, event.room_id, kind)

@@ -60,7 +60,7 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 import msgspec
 
@@ -221,19 +221,6 @@ def close_windows(
     return SessionWindows(sim, incidents(sim), dict(rooms), n)
 
 
-@dataclass
-class Alert:
-    room_id: str
-    kind: str
-    state: str
-    window_start: int
-    fired_at_ms: int
-    severity: str
-    observed: int
-    expected: float
-    score: float
-
-
 def detect(
     session: SessionWindows, config: DetectorConfig, retention: int = 60
 ) -> list[tuple[AlertEvent, int]]:
@@ -293,12 +280,6 @@ def incident_evidence(
         and not any(touches(w, s0, s1 + window_ms) for s0, s1 in flash_sales)
     ]
 
-    def successes(w: ClosedWindow) -> int:
-        return getattr(w.counts, num)
-
-    def tries(w: ClosedWindow) -> int:
-        return getattr(w.counts, den)
-
     if inc["kind"] == "stockout":
         sold: dict[str, int] = defaultdict(int)
         for w in outside:
@@ -308,24 +289,27 @@ def incident_evidence(
             return None
         best_seller = max(sold, key=lambda p: (sold[p], p))
 
-        def successes(w: ClosedWindow) -> int:
-            return (w.products or {}).get(best_seller, (0, 0))[1]
+        def step(w: ClosedWindow) -> tuple[int, int]:
+            clicks, orders = (w.products or {}).get(best_seller, (0, 0))
+            return orders, clicks
+    else:
 
-        def tries(w: ClosedWindow) -> int:
-            return (w.products or {}).get(best_seller, (0, 0))[0]
+        def step(w: ClosedWindow) -> tuple[int, int]:
+            return getattr(w.counts, num), getattr(w.counts, den)
 
-    attempts = sum(tries(w) for w in outside)
+    attempts = sum(step(w)[1] for w in outside)
     if len(outside) < 3 or not attempts:
         return None
     if not inside:
         return 0.0
-    rate = sum(successes(w) for w in outside) / attempts
+    rate = sum(step(w)[0] for w in outside) / attempts
     best = 0.0
     for i in range(len(inside)):
         x, m = 0, 0.0
         for w in inside[i:]:
-            x += successes(w)
-            m += rate * tries(w)
+            successes, tries = step(w)
+            x += successes
+            m += rate * tries
             if x < m:
                 best = max(best, (x * math.log(x / m) if x else 0.0) - (x - m))
     return best
@@ -615,10 +599,6 @@ def _config_dict(config: EvalConfig) -> dict:
     out = asdict(config)
     out["seeds"] = list(config.seeds)
     return out
-
-
-def with_detector(config: EvalConfig, **changes: object) -> EvalConfig:
-    return replace(config, detector=replace(config.detector, **changes))
 
 
 # --- presenting it --------------------------------------------------------------------------

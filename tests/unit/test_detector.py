@@ -460,7 +460,7 @@ def test_products_stay_quiet_through_noise_and_flash_sales() -> None:
     fired = []
     for seed in range(40):
         minutes = normal(25) + [Minute(volume=4.0, order=1.5)] * 3 + normal(32)
-        _, events = run(shop(minutes, seed=seed), replace(CONFIG, mild_ratio=0))  # type: ignore[arg-type]
+        _, events = run(shop(minutes, seed=seed))  # type: ignore[arg-type]
         fired += product_events(events)
     assert fired == []
 
