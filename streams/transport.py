@@ -1,11 +1,23 @@
-"""Faust's Kafka transport with a bounded fetch wait for the agent's consumer.
+"""Faust's Kafka transport, mended in two places for the agent's consumer.
 
-Faust builds its worker consumer with ``fetch_max_wait_ms=1500`` hard-coded
+**Fetch wait.** Faust builds its worker consumer with ``fetch_max_wait_ms=1500`` hard-coded
 (``faust/transport/drivers/aiokafka.py``, ``_create_worker_consumer``), and no setting
 reaches it. A broker may hold a fetch that long when a partition has nothing new; the
 embedded broker holds it even when records arrive meanwhile, which put up to 1.5 s between
 an envelope and the agent. The ingest stage already bounds its own fetches
 (``LIVEPULSE_INGEST_FETCH_MS``); this bounds the agent's with ``LIVEPULSE_AGENT_FETCH_MS``.
+
+**Lost envelopes at the end of recovery.** Faust hands aiokafka its *live* set of active
+partitions (``Consumer._wait_next_records``) and pauses and resumes partitions by mutating
+that same set. aiokafka's ``fetched_records(partitions)`` reads an empty set as "every
+partition". When recovery ends, Faust pauses the changelog partitions before it resumes the
+stream partitions, so for a moment the set is empty. A fetch that wakes up in that moment
+drains the records aiokafka has prefetched for the paused envelope partitions. Faust then
+drops them because they are not active, and the consumer position has already moved past
+them. With a committed offset, the seek that follows puts the position back. Without one (a
+new group, or a crash before the first commit), nothing does, and those envelopes are never
+applied. The restart test caught this about once in ten runs on a loaded machine. Giving
+aiokafka a snapshot of the set, and filtering with the same snapshot, closes the gap.
 """
 
 from __future__ import annotations
@@ -28,6 +40,22 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
 class _Consumer(driver.Consumer):
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _wait_next_records(self, timeout: float) -> tuple[Any, set[Any] | None]:
+        """Faust's own, except that the fetch and the filter share one snapshot of the set."""
+        if self.app.client_only:
+            return await super()._wait_next_records(timeout)
+        if not self.flow_active:
+            await self.wait(self.can_resume_flow)
+        try:
+            self.not_waiting_next_records.set()
+            active = set(self._get_active_partitions())
+            if not active:
+                await self.sleep(1)  # as Faust does: nothing to fetch, yield to the loop
+                return {}, active
+            return await self._getmany(active_partitions=active, timeout=timeout), active
+        finally:
+            self.not_waiting_next_records.set()
 
 
 class _Transport(driver.Transport):
