@@ -423,35 +423,14 @@ def _quiet(config: DetectorConfig, state: DetectorState, windows: Sequence[Close
 
 def on_expire(state: DetectorState, room_id: str, size_ms: int) -> list[AlertEvent]:
     """Resolve events for a room leaving the table with alerts still firing."""
+    firing = [
+        (kind, ks.severity, None) for kind, ks in zip(KINDS, state.kinds, strict=False) if ks.firing
+    ]
+    firing += [("conversion_drop", ps.severity, ps.product) for ps in state.products if ps.firing]
+    start, end = state.last_start, state.last_start + size_ms
     return [
-        AlertEvent(
-            room_id,
-            kind,
-            "resolved",
-            state.last_start,
-            state.last_start + size_ms,
-            0,
-            0.0,
-            0.0,
-            ks.severity,
-        )
-        for kind, ks in zip(KINDS, state.kinds, strict=False)
-        if ks.firing
-    ] + [
-        AlertEvent(
-            room_id,
-            "conversion_drop",
-            "resolved",
-            state.last_start,
-            state.last_start + size_ms,
-            0,
-            0.0,
-            0.0,
-            ps.severity,
-            ps.product,
-        )
-        for ps in state.products
-        if ps.firing
+        AlertEvent(room_id, kind, "resolved", start, end, 0, 0.0, 0.0, severity, product)
+        for kind, severity, product in firing
     ]
 
 

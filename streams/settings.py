@@ -6,6 +6,8 @@ prefixed ``LIVEPULSE_`` (e.g. ``LIVEPULSE_WINDOW_SECONDS=60``), then from the de
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from pathlib import Path
 from typing import Literal
 
@@ -226,9 +228,6 @@ def markdown_table() -> str:
 def _detector_docs() -> dict[str, tuple[object, str]]:
     """Each detector threshold's default and its ``#:`` comment in DetectorConfig (a comment
     above several fields is theirs together, e.g. the per-kind ratios)."""
-    import dataclasses
-    import inspect
-
     docs: dict[str, str] = {}
     comment: list[str] = []
     after_field = False

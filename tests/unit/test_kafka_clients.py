@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from pydantic import ValidationError
 
 from streams.app import create_app
+from streams.demo import settings_env
 from streams.security import client_options, faust_credentials
 from streams.settings import Settings, explain
 from tests.unit.test_cli import _one_line_error, run
@@ -147,10 +149,6 @@ def test_the_agent_consumer_waits_at_most_the_configured_fetch_time() -> None:
 def test_settings_handed_to_child_processes_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
     """The demo starts its worker with the settings as variables: secrets and the detector's
     thresholds must arrive as set, not masked or unparsable."""
-    from dataclasses import replace
-
-    from streams.demo import settings_env
-
     want = _sasl_ssl(ssl_key_password="kp")
     want = want.model_copy(
         update={"detector": replace(want.detector, min_enters=123, resolve_windows=3)}

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.metrics import OTHER_ROOMS, PipelineMetrics, RoomExposition
+from streams.metrics import OTHER_ROOMS, PipelineCollector, PipelineMetrics, RoomExposition
 from streams.processor import PartitionProcessor
 from streams.rooms import RoomState
 from tests import scenario
@@ -132,10 +133,6 @@ def test_async_rendering_gives_the_same_text() -> None:
 
 
 def test_the_metrics_reference_documents_every_family_and_nothing_else() -> None:
-    import re
-
-    from streams.metrics import PipelineCollector
-
     served = {
         line.split()[2] for line in GOLDEN.read_text().splitlines() if line.startswith("# TYPE")
     }
