@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 
-from streams.testing import partition_of
+from streams.partitioner import partition_of
 
 VIEWS, CLICKS, ORDERS = "live.views", "live.clicks", "live.orders"
 SOURCE_TOPICS = (VIEWS, CLICKS, ORDERS)
@@ -56,7 +56,7 @@ class Rooms:
         weights = [1.0 / (i + 1) ** 0.8 for i in range(count)]
         return cls(
             ids,
-            [partition_of(r, partitions) for r in ids],
+            [partition_of(r.encode(), partitions) for r in ids],
             list(itertools.accumulate(weights)),
         )
 

@@ -47,8 +47,9 @@ from bench.procs import (
     wait_for,
 )
 from streams import broker
+from streams.partitioner import partition_of
 from streams.settings import Settings
-from streams.testing import free_port, partition_of
+from streams.testing import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -114,7 +115,7 @@ def sentinel_rooms(partitions: int) -> dict[int, str]:
     i = 0
     while len(rooms) < partitions:
         room = f"{SENTINEL_PREFIX}{i}"
-        rooms.setdefault(partition_of(room, partitions), room)
+        rooms.setdefault(partition_of(room.encode(), partitions), room)
         i += 1
     return rooms
 
@@ -515,7 +516,9 @@ async def _probes(
             key = room.encode()
             t0 = time.time()
             value = load.event(rng, sent, key, 1, int(t0 * 1000))
-            await prod.send(load.VIEWS, value, key=key, partition=partition_of(room, PARTITIONS))
+            await prod.send(
+                load.VIEWS, value, key=key, partition=partition_of(room.encode(), PARTITIONS)
+            )
             pending[room] = t0
             sent += 1
             next_probe += PROBE_EVERY_S
@@ -651,7 +654,7 @@ def memory_records(n: int, seed: int) -> tuple[load.Partitioned, dict[int, str]]
     for i in range(n):
         room = f"mem-{i:06d}"
         key = room.encode()
-        p = partition_of(room, PARTITIONS)
+        p = partition_of(room.encode(), PARTITIONS)
         for kind in (0, 1, 3):
             topic = load.MIX[kind][0]
             rows.append((topic, p, key, load.event(rng, i * 3 + kind, key, kind, now_ms), now_ms))

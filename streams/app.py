@@ -1,4 +1,4 @@
-"""Wiring: the Faust app, its tables, the stateful agent, the web pages and the ingest task.
+"""Wiring: the Faust app, its table, the stateful agent, the web pages and the ingest task.
 
 Nothing here decides a number: the rules live in :mod:`streams.processor` and below. Nothing
 happens at import time either; :func:`create_app` builds everything from a Settings object.
@@ -6,6 +6,7 @@ happens at import time either; :func:`create_app` builds everything from a Setti
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterator
@@ -13,24 +14,25 @@ from typing import Any
 
 import faust
 import mode
+import msgspec
 import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from faust.serializers import codecs
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from streams import envelope
+from streams import envelope, store
+from streams.changelog import MARKER
+from streams.deadletters import DeadLetters, Reference
 from streams.ingest import Ingest
 from streams.metrics import PipelineCollector, PipelineMetrics, RoomExposition
-from streams.processor import Outcome, PartitionProcessor
-from streams.rooms import RoomState
-from streams.security import faust_credentials
+from streams.processor import Outcome, PartitionProcessor, ProcessorConfig
+from streams.rooms import RoomConfig, RoomState
+from streams.security import client_options, faust_credentials
 from streams.settings import Settings
 from streams.transport import App
-from streams.windows import ClockState
 
 log = logging.getLogger(__name__)
-
-#: Key of the end-of-flush tombstone in the changelogs (see LivePulse.flush).
-_MARKER = "\x00flush"
 
 
 class _Utf8(codecs.Codec):
@@ -38,33 +40,10 @@ class _Utf8(codecs.Codec):
         return obj.encode() if isinstance(obj, str) else bytes(obj)
 
     def _loads(self, s: bytes) -> str:
-        return s.decode()
-
-
-class _RoomCodec(codecs.Codec):
-    def _dumps(self, obj: Any) -> bytes:
-        return obj.to_bytes()
-
-    def _loads(self, s: bytes) -> RoomState:
-        return RoomState.from_bytes(s)
-
-
-class _ClockCodec(codecs.Codec):
-    def _dumps(self, obj: Any) -> bytes:
-        return orjson.dumps([obj.max_ts, obj.watermark])
-
-    def _loads(self, s: bytes) -> ClockState:
-        max_ts, watermark = orjson.loads(s)
-        return ClockState(max_ts, watermark)
+        return s.decode(errors="surrogateescape")
 
 
 codecs.register("livepulse-utf8", _Utf8())
-codecs.register("livepulse-room", _RoomCodec())
-codecs.register("livepulse-clock", _ClockCodec())
-
-
-#: Changelog records sent between producer flushes in one group commit.
-FLUSH_CHUNK = 2_000
 
 
 class LivePulse:
@@ -74,18 +53,34 @@ class LivePulse:
         self.settings = s = settings
         self.registry = CollectorRegistry()
         self.metrics = PipelineMetrics(self.registry)
-        self.ingest = Ingest(settings, self.metrics)
+        self.config = ProcessorConfig(
+            room=RoomConfig(
+                size_ms=s.window_ms,
+                retention=s.retention_windows,
+                products_per_window=s.products_per_window,
+                max_ids_per_window=s.dedup_max_ids_per_window,
+            ),
+            grace_ms=s.grace_ms,
+            detector=s.detector,
+        )
+        #: One producer for everything the worker writes itself: envelopes, dead letters,
+        #: alerts and the changelog, so "acknowledged" means the same everywhere (acks=all).
+        self.producer: AIOKafkaProducer | None = None
+        self.dead_letters: DeadLetters | None = None
+        self.ingest = Ingest(settings, self.metrics, self._producer)
         self.processors: dict[int, PartitionProcessor] = {}
-        # Rooms changed since the last flush, per partition (None: deleted), and the envelopes
-        # whose changes they hold; see flush().
-        self._dirty: dict[int, dict[str, RoomState | None]] = {}
+        # what the next flush covers (see flush()): envelopes applied and not yet acked, the
+        # changelog records and alert sends not yet acknowledged
         self._unacked: list[faust.EventT] = []
+        self._pending: dict[int, list[tuple[str, bytes | None]]] = {}
+        self._alerts: list[asyncio.Future] = []
+        self._flush_lock: asyncio.Lock | None = None
         self._flushed_at = time.monotonic()
+        self._lookup: AIOKafkaConsumer | None = None
         self.app = app = App(
             s.app_id,
             fetch_max_wait_ms=s.agent_fetch_ms,
             broker=s.broker,
-            store="memory://",  # rebuilt from the changelogs at start; apply() writes to it
             datadir=str(s.state_dir),
             web_host=s.web_host,
             web_bind=s.web_host,
@@ -105,15 +100,15 @@ class LivePulse:
             key_serializer="raw",
             value_serializer="raw",
         )
-        self.rooms = _table(app, "rooms", s.partitions, "livepulse-utf8", "livepulse-room")
-        self.clocks = _table(app, "clocks", s.partitions, "json", "livepulse-clock")
+        self.table = app.Table("rooms", partitions=s.partitions, store=f"livepulse://{s.store}")
+        # Faust derives a table's codecs from key_type/value_type (Records) and has already
+        # built the changelog topic with JSON; ours are plain codecs, so build it again.
+        self.table.key_serializer, self.table.value_serializer = "livepulse-utf8", "raw"
+        self.table.changelog_topic = self.table._new_changelog_topic()
         self.batches = app.topic(s.topic_batches, partitions=s.partitions)
-        self.alerts = app.topic(
-            s.topic_alerts, partitions=s.partitions, key_serializer="raw", value_serializer="raw"
-        )
         self.registry.register(
             PipelineCollector(
-                lambda: sum(1 for _ in self.active_rooms()),
+                lambda: sum(len(p.rooms) for p in self._served().values()),
                 self.standby_rooms,
                 self.watermarks,
                 self.ingest.consumer_lag,
@@ -121,6 +116,28 @@ class LivePulse:
         )
         self.exposition = RoomExposition(s.window_ms, s.metrics_max_rooms)
         self._wire()
+
+    # -- the worker's own producer -----------------------------------------------------------
+    async def _producer(self) -> AIOKafkaProducer:
+        if self.producer is None:
+            self.producer = AIOKafkaProducer(
+                bootstrap_servers=self.settings.bootstrap_servers,
+                acks="all",
+                linger_ms=2,
+                max_request_size=4 * 1024 * 1024,
+                **client_options(self.settings),
+            )
+            await self.producer.start()
+        return self.producer
+
+    async def _dead_letters(self) -> DeadLetters:
+        if self.dead_letters is None:
+            self.dead_letters = DeadLetters(await self._producer(), self.settings.topic_deadletter)
+        return self.dead_letters
+
+    @property
+    def store(self) -> store.PartitionStore:
+        return self.table.data  # type: ignore[return-value]
 
     # -- the stateful agent ----------------------------------------------------------------
     def _wire(self) -> None:
@@ -130,12 +147,9 @@ class LivePulse:
         async def funnel(stream: faust.StreamT) -> None:
             every = self.settings.changelog_flush_seconds
             async for event in stream.noack().events():
-                batch = envelope.decode(event.value)
-                out = self.apply(event.message.partition, batch.events)
-                for alert in out.alerts:
-                    # At least once: a crash before the next flush re-judges those windows.
-                    await self.alerts.send(key=alert.key(), value=alert.encode())
-                    self.metrics.alerts.labels(alert.kind, alert.state).inc()
+                out = self.apply(event.message.partition, event.value)
+                if out is not None and (out.alerts or out.rejected):
+                    await self._send_side_effects(event.message.partition, out)
                 self._unacked.append(event)
                 if time.monotonic() - self._flushed_at >= every:
                     await self.flush()
@@ -143,8 +157,14 @@ class LivePulse:
         @app.on_partitions_revoked.connect
         async def forget(sender: Any, revoked: Any, **kwargs: Any) -> None:
             await self.flush()
-            # Rebuilt from the (recovered) tables on the next envelope of each partition.
-            self.processors.clear()
+            topic = self.settings.topic_batches
+            gone = {tp.partition for tp in revoked if tp.topic == topic}
+            for partition in gone:
+                # rebuilt from the store when the partition comes back; what a failed flush
+                # left pending is the next owner's to replay (the envelopes were not acked)
+                self.processors.pop(partition, None)
+                self._pending.pop(partition, None)
+            self._unacked = [e for e in self._unacked if e.message.partition not in gone]
 
         @app.page("/metrics")
         async def metrics(web: faust.web.View, request: faust.web.Request) -> Any:
@@ -163,6 +183,7 @@ class LivePulse:
                 rows.append(
                     {
                         "room_id": state.room_id,
+                        "currency": state.currency_code,
                         "late_events": state.late_events,
                         "alerts": [] if state.detector is None else state.detector.firing(),
                         "last_closed": None if last is None else state.describe(last, size),
@@ -173,14 +194,15 @@ class LivePulse:
 
         @app.page("/rooms/{room_id}")
         async def room_detail(web: faust.web.View, request: faust.web.Request, room_id: str) -> Any:
-            state = self.rooms.get(room_id)
+            state = self.room(room_id)
             size = self.settings.window_ms
-            if state is None or state.partition not in self.active_partitions():
+            if state is None:
                 return _json(web, {"error": f"room {room_id!r} is not on this worker"}, 404)
             return _json(
                 web,
                 {
                     "room_id": room_id,
+                    "currency": state.currency_code,
                     "late_events": state.late_events,
                     "alerts": [] if state.detector is None else state.detector.describe(size),
                     "windows": state.describe_all(size),
@@ -189,88 +211,157 @@ class LivePulse:
 
         @app.page("/ready")
         async def ready(web: faust.web.View, request: faust.web.Request) -> Any:
-            partitions = sorted(self.active_partitions())
-            ok = self.ingest.ready.is_set() and bool(partitions)
+            """Ready: the ingest stage is assigned, and every partition this worker owns is
+            recovered and served (its processor restored)."""
+            active = self.active_partitions()
+            partitions = sorted(active)
+            ok = self.ingest.ready.is_set() and bool(active) and active <= set(self.processors)
             return _json(web, {"ready": ok, "partitions": partitions}, 200 if ok else 503)
 
     def worker(self, loop: Any = None) -> faust.Worker:
         """A Faust worker that runs the app and the ingest stage together."""
         return faust.Worker(
-            self.app, IngestService(self.ingest), loop=loop, loglevel=self.settings.loglevel
+            self.app, IngestService(self), loop=loop, loglevel=self.settings.loglevel
         )
 
-    def apply(self, partition: int, events: list) -> Outcome:
-        """Apply one envelope in memory (visible at once); the changelog follows in ``flush``."""
+    # -- applying envelopes ------------------------------------------------------------------
+    def processor(self, partition: int) -> PartitionProcessor:
+        """The partition's processor, restored from the store on first use (by the agent:
+        Faust hands it envelopes only once the partition's recovery is complete)."""
         proc = self.processors.get(partition)
         if proc is None:
-            proc = self.processors[partition] = self._restore(partition)
-        rooms = self.rooms.data
-        out = proc.process(events, time.time(), rooms.get)
-        dirty = self._dirty.setdefault(partition, {})
-        for room, state in out.updated.items():
-            rooms[room] = state
-            dirty[room] = state
-        for room in out.deleted:
-            rooms.pop(room, None)
-            dirty[room] = None
+            records = dict(self.store.partition(partition).items())
+            proc = PartitionProcessor.restore(partition, self.config, records)
+            self.processors[partition] = proc
+        return proc
+
+    def apply(self, partition: int, data: bytes) -> Outcome | None:
+        """Apply one envelope in memory (visible at once); the changelog follows in ``flush``.
+
+        Total: an envelope that is not one (someone else wrote to the topic) is skipped with
+        one log line, so is one whose processing fails; neither stops the agent.
+        """
+        try:
+            batch = envelope.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
+            self.metrics.envelopes_skipped.labels("malformed").inc()
+            log.error("skipped a record of %s that is not an envelope: %s", self.batches, exc)
+            return None
+        try:
+            out = self.processor(partition).process(batch.events, batch.read_ms, batch.idle)
+        except Exception:
+            self.metrics.envelopes_skipped.labels("failed").inc()
+            log.exception("an envelope of partition %d could not be applied; skipped", partition)
+            return None
         self.metrics.record(out.tally, self.settings.source_topics)
         return out
 
+    async def _send_side_effects(self, partition: int, out: Outcome) -> None:
+        producer = await self._producer()
+        for alert in out.alerts:
+            # At least once: a crash before the next flush re-judges those windows.
+            self._alerts.append(
+                await producer.send(
+                    self.settings.topic_alerts,
+                    alert.encode(),
+                    key=alert.key(),
+                    partition=partition,
+                )
+            )
+            self.metrics.alerts.labels(alert.kind, alert.state).inc()
+        if out.rejected:
+            topics = self.settings.source_topics
+            letters = await self._dead_letters()
+            letters.by_reference(
+                Reference(topics[ev.src], partition, ev.offset, reason)
+                for ev, reason in out.rejected
+            )
+            for ev, _ in out.rejected:
+                self.metrics.invalid.labels(topics[ev.src], "currency").inc()
+
+    # -- the durability rule -----------------------------------------------------------------
     async def flush(self) -> None:
-        """Group commit: write each changed room once, then let Faust commit the envelopes.
+        """Group commit: make what the applied envelopes changed durable, then ack them.
 
-        Faust flushes the producer before it commits acknowledged offsets, so an envelope's
-        offset is committed only after the room states it changed are in the changelog. A
-        crash replays at most ``changelog_flush_seconds`` of envelopes, and the rooms' applied
-        offsets make that replay a no-op. One write per room per flush instead of one per
-        envelope is what keeps the changelog off the hot path.
+        The one place of LivePulse's durability rule. Under a lock (one flush at a time, the
+        rebalance handler's included), in this order:
+
+        1. Take what this flush covers: the envelopes applied so far and every processor's
+           changelog records since the last flush (kept from a failed flush, too).
+        2. Send each partition's records to its changelog partition, in the order of
+           :mod:`streams.changelog` (windows and chunks, rooms, deletions, the clock last),
+           and wait for every acknowledgement (acks=all).
+        3. Send each partition's end-of-flush marker (the embedded broker's end offsets need a
+           one-record batch last) and wait for it.
+        4. Wait for the alerts and the dead letters these envelopes produced.
+        5. Apply the records to the local store (it holds what the changelog holds), then ack
+           the envelopes: Faust commits acked offsets only, on its own interval.
+
+        If any step fails, nothing is acked: the records stay pending for the next flush, and
+        a crash replays the envelopes, which the rooms' applied offsets make harmless.
         """
-        touched = [p for p, rooms in self._dirty.items() if rooms]
-        sent = 0
-        for partition, rooms in self._dirty.items():
-            for room, state in rooms.items():
-                if state is None:
-                    self.rooms.send_changelog(partition, room, None, value_serializer="raw")
-                else:
-                    self.rooms.send_changelog(partition, room, state)
-                sent += 1
-                if sent % FLUSH_CHUNK == 0:
-                    # Faust keeps ~1.5 KB of bookkeeping per pending record: bound it, or a
-                    # flush of 100 000 new rooms holds 150 MB that the heap never gives back.
-                    await self.app.producer.flush()
-            proc = self.processors.get(partition)
-            if proc is not None:
-                clock = proc.clock.state()
-                self.clocks.data[partition] = clock
-                self.clocks.send_changelog(partition, partition, clock)
-        self._dirty.clear()
-        if touched:
-            # The embedded broker (Tansu 0.6) reports a partition's end offset as the base
-            # offset of its last batch + 1, so recovery, which reads up to that offset, would
-            # miss the rest of a multi-record batch. Ending each flush with a one-record batch
-            # (a tombstone for a key no room uses) keeps it right; on Kafka it costs one record.
-            await self.app.producer.flush()
-            for partition in touched:
-                self.rooms.send_changelog(partition, _MARKER, None, value_serializer="raw")
-                self.clocks.send_changelog(partition, _MARKER, None, value_serializer="raw")
-        for event in self._unacked:
-            event.ack()
-        self._unacked.clear()
-        self._flushed_at = time.monotonic()
+        if self._flush_lock is None:
+            self._flush_lock = asyncio.Lock()
+        async with self._flush_lock:
+            # Step 1
+            unacked, self._unacked = self._unacked, []
+            for partition, proc in self.processors.items():
+                records = proc.changes()
+                if records:
+                    self._pending.setdefault(partition, []).extend(records)
+            pending = {p: records for p, records in self._pending.items() if records}
+            alerts, self._alerts = self._alerts, []
+            try:
+                producer = await self._producer()
+                topic = self.table.changelog_topic_name
+                # Step 2
+                sent = {
+                    p: [
+                        await producer.send(topic, value, key=key.encode(), partition=p)
+                        for key, value in records
+                    ]
+                    for p, records in pending.items()
+                }
+                await asyncio.gather(*(f for futures in sent.values() for f in futures))
+                # Step 3
+                markers = {
+                    p: await producer.send(topic, None, key=MARKER.encode(), partition=p)
+                    for p in pending
+                }
+                offsets = {p: (await fut).offset for p, fut in markers.items()}
+                # Step 4
+                await asyncio.gather(*alerts)
+                if self.dead_letters is not None:
+                    await self.dead_letters.flush(await self._lookup_consumer())
+            except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+                self._unacked = unacked + self._unacked
+                self._alerts = alerts + self._alerts
+                self.metrics.flush_failures.inc()
+                log.warning("changelog flush failed (%s); will retry, nothing acked", exc)
+                return
+            # Step 5
+            for p, records in pending.items():
+                self.store.write(p, records, offsets[p])
+                self._pending[p] = self._pending[p][len(records) :]
+            for event in unacked:
+                event.ack()
+            self._flushed_at = time.monotonic()
 
-    def _restore(self, partition: int) -> PartitionProcessor:
-        s = self.settings
-        return PartitionProcessor(
-            partition,
-            size_ms=s.window_ms,
-            grace_ms=s.grace_ms,
-            idle_timeout_s=s.idle_timeout_seconds,
-            retention=s.retention_windows,
-            clock_state=self.clocks.get(partition),
-            rooms=[r for r in self.rooms.values() if r.partition == partition],
-            now_s=time.time(),
-            detector=s.detector,
-        )
+    async def _lookup_consumer(self) -> AIOKafkaConsumer:
+        """A group-less consumer for reading back records to dead-letter."""
+        if self._lookup is None:
+            self._lookup = AIOKafkaConsumer(
+                bootstrap_servers=self.settings.bootstrap_servers,
+                enable_auto_commit=False,
+                **client_options(self.settings),
+            )
+            await self._lookup.start()
+        return self._lookup
+
+    async def close(self) -> None:
+        for client in (self._lookup, self.producer):
+            if client is not None:
+                await client.stop()
 
     # -- reads for the web pages -----------------------------------------------------------
     def active_partitions(self) -> set[int]:
@@ -278,42 +369,43 @@ class LivePulse:
         topic = self.settings.topic_batches
         return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
 
-    def active_rooms(self) -> Iterator[RoomState]:
+    def _served(self) -> dict[int, PartitionProcessor]:
+        """Processors of the partitions this worker owns and has restored."""
         active = self.active_partitions()
-        return (state for state in list(self.rooms.values()) if state.partition in active)
+        return {p: proc for p, proc in sorted(self.processors.items()) if p in active}
+
+    def active_rooms(self) -> Iterator[RoomState]:
+        for proc in self._served().values():
+            yield from list(proc.rooms.values())
+
+    def room(self, room_id: str) -> RoomState | None:
+        for proc in self._served().values():
+            state = proc.rooms.get(room_id)
+            if state is not None:
+                return state
+        return None
 
     def standby_rooms(self) -> int:
         """Standby copies of other workers' partitions (kept for fast failover, never served)."""
-        topic = self.rooms.changelog_topic_name
-        standby = {
-            tp.partition for tp in self.app.assignor.assigned_standbys() if tp.topic == topic
-        }
-        return sum(1 for state in list(self.rooms.values()) if state.partition in standby)
+        return self.store.standby_rooms(self.active_partitions())
 
     def watermarks(self) -> dict[int, int | None]:
-        active = self.active_partitions()
-        return {p: proc.clock.watermark for p, proc in self.processors.items() if p in active}
+        return {p: proc.watermark for p, proc in self._served().items()}
 
 
 class IngestService(mode.Service):
     """Runs the ingest stage beside the Faust app, so both join their groups at once."""
 
-    def __init__(self, ingest: Ingest, **kwargs: Any) -> None:
+    def __init__(self, pulse: LivePulse, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.ingest = ingest
+        self.pulse = pulse
 
     @mode.Service.task
     async def _consume(self) -> None:
-        await self.ingest.run()
+        await self.pulse.ingest.run()
 
-
-def _table(app: faust.App, name: str, partitions: int, key: str, value: str) -> faust.Table:
-    table = app.Table(name, partitions=partitions)
-    # Faust derives a table's codecs from key_type/value_type (Records) and has already built
-    # the changelog topic with JSON; ours are plain codecs, so build it again with them.
-    table.key_serializer, table.value_serializer = key, value
-    table.changelog_topic = table._new_changelog_topic()
-    return table
+    async def on_stop(self) -> None:
+        await self.pulse.close()
 
 
 def _json(web: faust.web.View, payload: Any, status: int = 200) -> Any:

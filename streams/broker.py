@@ -16,7 +16,6 @@ from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
 
 from streams.security import client_options
 from streams.settings import Settings
@@ -24,12 +23,6 @@ from streams.settings import Settings
 
 class BrokerError(RuntimeError):
     """A broker problem worth one line to the user."""
-
-
-def partition_of(key: str, partitions: int) -> int:
-    """The partition Kafka's default (murmur2) partitioner gives a key."""
-    every = list(range(partitions))
-    return DefaultPartitioner()(key.encode(), every, every)
 
 
 def tansu_binary() -> str:

@@ -128,6 +128,7 @@ from typing import Protocol
 
 import msgspec
 
+from streams.contract import OTHER
 from streams.funnel import Counts
 
 KINDS = ("traffic_cut", "payment_trouble", "conversion_drop")
@@ -610,7 +611,7 @@ def _judge_products(
     )
     tracked = {ps.product: ps for ps in state.products}
     for product, (_, orders) in counts.items():
-        if orders and product not in tracked:
+        if orders and product not in tracked and product != OTHER:
             tracked[product] = ProductState(product)
     events: list[AlertEvent] = []
     end = w.start + size_ms

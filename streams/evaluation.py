@@ -64,7 +64,7 @@ from dataclasses import asdict, dataclass, field
 
 import msgspec
 
-from streams.contract import InvalidRecord, Source, decode
+from streams.contract import Source
 from streams.detector import (
     INCIDENT_KIND,
     KINDS,
@@ -74,10 +74,11 @@ from streams.detector import (
     DetectorState,
     on_close,
 )
+from streams.driver import LocalWorker
 from streams.funnel import Counts
-from streams.processor import PartitionProcessor
+from streams.processor import ProcessorConfig
+from streams.rooms import RoomConfig
 from streams.simulator import SimConfig, generate, incidents
-from streams.simulator.partitioner import partition_for
 from streams.simulator.sessions import INCIDENT_KINDS, plan_session
 
 QUIET_SEED_OFFSET = 1_000_000
@@ -150,74 +151,42 @@ class SessionWindows:
 def close_windows(
     sim: SimConfig, *, idle_timeout_s: float = 30.0, retention: int = 60, tick_ms: int = 1000
 ) -> SessionWindows:
-    """Run one session through decode + PartitionProcessor at real-time pace (see above)."""
-    parts = sim.partitions
-    procs = [
-        PartitionProcessor(
-            p,
-            size_ms=sim.window_ms,
-            grace_ms=sim.grace_ms,
-            idle_timeout_s=idle_timeout_s,
-            retention=retention,
-            clock_state=None,
-            rooms=(),
-            now_s=0.0,
-        )
-        for p in range(parts)
-    ]
-    tables: list[dict] = [{} for _ in range(parts)]
-    pending: list[list] = [[] for _ in range(parts)]
-    offsets = [[0] * parts for _ in _SOURCE]
+    """Run one session through the worker's rules at real-time pace (see above)."""
+    worker = LocalWorker(
+        sim.partitions,
+        ProcessorConfig(
+            room=RoomConfig(size_ms=sim.window_ms, retention=retention), grace_ms=sim.grace_ms
+        ),
+        idle_timeout_ms=int(idle_timeout_s * 1000),
+        tick_ms=tick_ms,
+    )
     rooms: dict[str, list[ClosedWindow]] = defaultdict(list)
     last_closed: dict[str, int] = {}
 
-    def step(now_ms: int) -> None:
-        for p in range(parts):
-            table = tables[p]
-            out = procs[p].process(pending[p], now_ms / 1000, table.get)
-            pending[p] = []
-            for room, state in out.updated.items():
-                table[room] = state
-                if not state.closed:
+    def record(done: list) -> None:
+        for now_ms, p, out in done:
+            for room in out.closed:
+                state = worker.processors[p].rooms.get(room)
+                if state is None or not state.closed:
                     continue
                 newest = last_closed.get(room, -1)
-                if state.closed[-1].start <= newest:
-                    continue
-                kept = rooms[room]
-                kept.extend(
+                rooms[room].extend(
                     ClosedWindow(w.start, w.counts, now_ms, w.products)
                     for w in state.closed
                     if w.start > newest
                 )
                 last_closed[room] = state.closed[-1].start
-            for room in out.deleted:
-                del table[room]
 
-    start_ms, _ = sim.bounds()
-    slice_end = start_ms - start_ms % tick_ms + tick_ms
     n = 0
     for rec in generate(sim):
         n += 1
-        while rec.arrival_ms >= slice_end:
-            step(slice_end)
-            slice_end += tick_ms
-        if rec.key is None:
-            continue  # no key: dead-lettered by the ingest stage
-        p = partition_for(rec.key, parts)
-        src = _SOURCE[rec.topic]
-        offset = offsets[src][p]
-        offsets[src][p] = offset + 1
-        try:
-            ev = decode(src, offset, rec.key, rec.value, slice_end, 60_000)
-        except InvalidRecord:
-            continue
-        pending[p].append(ev)
+        record(worker.run_until(rec.arrival_ms))
+        worker.send(_SOURCE[rec.topic], rec.key, rec.value, rec.arrival_ms)
     # the worker's ticks go on: once the idle timeout has passed, the idle rule closes what
     # it can (a timeout longer than ten minutes is taken as "no idle rule": nothing to wait for)
     idle_ticks = int(idle_timeout_s * 1000 / tick_ms) if idle_timeout_s <= 600 else 0
-    for _ in range(idle_ticks + 2):
-        step(slice_end)
-        slice_end += tick_ms
+    assert worker.now_ms is not None
+    record(worker.run_until(worker.now_ms + (idle_ticks + 2) * tick_ms))
     return SessionWindows(sim, incidents(sim), dict(rooms), n)
 
 

@@ -61,9 +61,18 @@ def growth(current: int, previous: int | None) -> float | None:
     return current / previous - 1
 
 
-def derive(counts: Counts, prev_orders_paid: int | None, prev_gmv_cents: int | None) -> dict:
-    """The derived values of contract v1, money in currency units (cents / 100)."""
-    gmv = counts.gmv_cents / 100
+def add_counts(total: Counts, counts: Counts) -> None:
+    """``total += counts``, field by field."""
+    for name in Counts.__struct_fields__:
+        setattr(total, name, getattr(total, name) + getattr(counts, name))
+
+
+def derive(
+    counts: Counts, prev_orders_paid: int | None, prev_gmv_cents: int | None, exponent: int = 2
+) -> dict:
+    """The derived values of contract v1, money in major units (minor units / 10^exponent of
+    the room's currency: 100 for CNY, 1 for JPY, 1000 for KWD)."""
+    gmv = counts.gmv_cents / 10**exponent
     gpm = ratio(gmv * 1000, counts.enters)
     return {
         "enter_rate": ratio(counts.enters, counts.impressions),

@@ -1,33 +1,44 @@
 """The ingest stage: single-event records in, validated batches (envelopes) out.
 
-A plain aiokafka consumer reads the three source topics (~270 000 records/s are possible here;
-Faust alone manages ~5 000 messages/s). Every record is validated against contract v1;
-bad ones go unchanged to the dead-letter topic with their reason. Good ones leave as one
-envelope per partition, in log order per source topic-partition, for the Faust agent.
+A plain aiokafka consumer reads the three source topics (Faust alone manages a few thousand
+messages a second; a plain consumer, a hundred times that). Every record is checked against
+contract v1 (:func:`streams.contract.decode`); bad ones go unchanged to the dead-letter topic
+with their reason. Good ones leave, in log order per source topic-partition, as envelopes
+on the same partition of ``livepulse.batches``, each with the ingest stage's wall clock and
+its idle verdict per source (:class:`streams.windows.IdleTracker`).
+
 Source offsets are committed only after the envelopes and dead letters are acknowledged, so
 a crash replays records (the stateful stage skips what it already applied) and loses none.
+Total: no record and no broker failure ends the loop. A step that cannot finish (the broker
+went away mid-step) is undone by seeking back to its first records, which are then read again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import (
+    CommitFailedError,
+    ConsumerStoppedError,
+    KafkaError,
+    RecordTooLargeError,
+)
 
 from streams import envelope
 from streams.contract import Ev, InvalidRecord, Source, decode
+from streams.deadletters import DeadLetters
 from streams.metrics import PipelineMetrics
 from streams.security import client_options
 from streams.settings import Settings
+from streams.windows import IdleTracker
 
 log = logging.getLogger(__name__)
-
-#: Keeps an envelope well under Kafka's default 1 MB message limit.
-MAX_EVENTS_PER_ENVELOPE = 4000
 
 
 class _Assignment(ConsumerRebalanceListener):
@@ -40,17 +51,36 @@ class _Assignment(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned) -> None:  # type: ignore[no-untyped-def]
         self.ingest.partitions = {tp.partition for tp in assigned}
+        self.ingest._next = {}
+        self.ingest.idle.assigned(set(assigned), _now_ms())
         self.ingest.ready.set()
 
 
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class Ingest:
-    def __init__(self, settings: Settings, metrics: PipelineMetrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: PipelineMetrics,
+        producer: Callable[[], Awaitable[AIOKafkaProducer]],
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
+        self._producer = producer
         self.ready = asyncio.Event()
         self.partitions: set[int] = set()
         self._source = {name: Source(i) for i, name in enumerate(settings.source_topics)}
         self._last_sent: dict[int, float] = {}
+        self._warned_partition: set[tuple[str, int]] = set()
+        #: Per source topic-partition, the offset after the last record forwarded.
+        self._next: dict[TopicPartition, int] = {}
+        self.idle = IdleTracker(
+            int(settings.idle_timeout_seconds * 1000),
+            fresh_ms=max(2_000, 5 * settings.ingest_fetch_ms),
+        )
         #: Records behind the end of each source topic-partition, as of the last fetch.
         self.lag: dict[tuple[str, int], int] = {}
 
@@ -73,62 +103,160 @@ class Ingest:
             **client_options(s),
         )
         consumer.subscribe(list(s.source_topics), listener=_Assignment(self))
-        producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap_servers,
-            acks="all",
-            linger_ms=2,
-            max_request_size=4 * 1024 * 1024,
-            **client_options(s),
-        )
-        await producer.start()
+        producer = await self._producer()
+        letters = DeadLetters(producer, s.topic_deadletter)
+        await consumer.start()
         try:
-            await consumer.start()
-            try:
-                while True:
-                    await self._step(consumer, producer)
-            finally:
-                await consumer.stop()
+            while True:
+                try:
+                    await self._step(consumer, producer, letters)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # never end the loop: the step is read again
+                    name = type(exc).__name__
+                    log.warning("ingest step failed (%s: %s); reading again", name, exc)
+                    self.metrics.ingest_retries.inc()
+                    await self._rewind(consumer)
+                    await asyncio.sleep(1.0)
         finally:
-            await producer.stop()
+            with contextlib.suppress(asyncio.CancelledError):  # aiokafka#974
+                await consumer.stop()
 
-    async def _step(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+    async def _step(
+        self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, letters: DeadLetters
+    ) -> None:
         s = self.settings
-        fetched = await consumer.getmany(
-            timeout_ms=s.ingest_fetch_ms, max_records=s.ingest_max_records
-        )
+        unreadable: list[tuple[TopicPartition, int, str]] = []
+        try:
+            fetched = await consumer.getmany(
+                timeout_ms=s.ingest_fetch_ms, max_records=s.ingest_max_records
+            )
+        except (asyncio.CancelledError, ConsumerStoppedError):
+            raise
+        except Exception as exc:  # data aiokafka cannot read (corrupt, unknown codec, ...)
+            log.warning(
+                "source data that cannot be read (%s: %s); reading record by record",
+                type(exc).__name__,
+                exc,
+            )
+            await self._rewind(consumer)
+            fetched, unreadable = await self._step_through(consumer, exc)
         now = time.time()
         now_ms = int(now * 1000)
+        await self._forward(consumer, producer, letters, fetched, unreadable, now, now_ms)
+        for tp, records in fetched.items():
+            if records:
+                self._next[tp] = records[-1].offset + 1
+        for tp, offset, _ in unreadable:
+            self._next[tp] = max(self._next.get(tp, 0), offset + 1)
+        if fetched or unreadable:
+            try:
+                await consumer.commit()
+            except CommitFailedError:
+                # A rebalance took the partitions away mid-batch: their next owner reads these
+                # records again, and the stateful stage skips the offsets it already applied.
+                log.warning("ingest commit failed after a rebalance; records will be replayed")
+
+    async def _rewind(self, consumer: AIOKafkaConsumer) -> None:
+        """Every partition back to the first record not yet forwarded: aiokafka may have
+        moved the positions of partitions whose records a failed call never returned."""
+        for tp in consumer.assignment():
+            offset = self._next.get(tp)
+            try:
+                if offset is None:
+                    offset = await consumer.committed(tp)
+                if offset is None:
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, offset)
+            except (KafkaError, AssertionError, ValueError) as exc:
+                log.warning("could not rewind %s: %s", tp, exc)
+
+    async def _step_through(
+        self, consumer: AIOKafkaConsumer, error: Exception
+    ) -> tuple[dict, list[tuple[TopicPartition, int, str]]]:
+        """Read each partition a record at a time until it yields (or is empty). A record
+        that fails twice at the same offset is skipped: it becomes a dead letter without
+        value, naming its offset (the record cannot be read, so it cannot be copied)."""
+        fetched: dict = {}
+        unreadable: list[tuple[TopicPartition, int, str]] = []
+        if isinstance(error, RecordTooLargeError) and len(error.args) >= 3:
+            tp, offset = error.args[1], error.args[2]  # aiokafka skipped it itself
+            unreadable.append((tp, offset, f"unreadable: {error.args[0]}"))
+        for tp in consumer.assignment():
+            failed_at: int | None = None
+            for _ in range(10_000):  # a bad batch costs two reads per record
+                try:
+                    got = await consumer.getmany(tp, timeout_ms=200, max_records=1)
+                except (asyncio.CancelledError, ConsumerStoppedError):
+                    raise
+                except Exception as exc:
+                    position = await consumer.position(tp)
+                    if failed_at != position:  # once more, from a fresh fetch
+                        failed_at = position
+                        consumer.seek(tp, position)
+                        continue
+                    reason = f"unreadable: {type(exc).__name__}: {exc}"
+                    unreadable.append((tp, position, reason[:500]))
+                    consumer.seek(tp, position + 1)
+                    failed_at = None
+                    continue
+                fetched.update(got)
+                break
+        return fetched, unreadable
+
+    async def _forward(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        letters: DeadLetters,
+        fetched: dict,
+        unreadable: list[tuple[TopicPartition, int, str]],
+        now: float,
+        now_ms: int,
+    ) -> None:
+        s = self.settings
+        for tp, offset, reason in unreadable:
+            self.metrics.invalid.labels(tp.topic, "unreadable").inc()
+            await letters.send(tp.topic, tp.partition, offset, None, b"", [], reason)
         max_skew_ms = s.max_skew_ms
+        partitions = s.partitions
         per_partition: dict[int, list[Ev]] = {}
-        pending = []
         for tp, records in fetched.items():
             src = self._source[tp.topic]
             bucket = per_partition.setdefault(tp.partition, [])
             self.metrics.consumed.labels(tp.topic).inc(len(records))
-            highwater = consumer.highwater(tp)
-            if highwater is not None and records:
-                self.lag[(tp.topic, tp.partition)] = max(0, highwater - records[-1].offset - 1)
+            if records:
+                self.idle.read(tp, now_ms)
             for rec in records:
                 try:
-                    bucket.append(decode(src, rec.offset, rec.key, rec.value, now_ms, max_skew_ms))
-                except InvalidRecord as bad:
-                    self.metrics.invalid.labels(tp.topic, bad.category).inc()
-                    headers = [
-                        *rec.headers,
-                        ("source_topic", tp.topic.encode()),
-                        ("source_partition", str(tp.partition).encode()),
-                        ("source_offset", str(rec.offset).encode()),
-                        ("reason", bad.reason.encode()),
-                    ]
-                    pending.append(
-                        await producer.send(
-                            s.topic_deadletter,
+                    bucket.append(
+                        decode(
+                            src,
+                            rec.offset,
+                            rec.key,
                             rec.value,
-                            key=rec.key,
-                            headers=headers,
-                            partition=tp.partition,
+                            now_ms,
+                            max_skew_ms,
+                            tp.partition,
+                            partitions,
                         )
                     )
+                except InvalidRecord as bad:
+                    self.metrics.invalid.labels(tp.topic, bad.category).inc()
+                    if bad.category == "partition":
+                        self._warn_partitioner(tp.topic, tp.partition, bad.reason)
+                    await letters.send(
+                        tp.topic,
+                        tp.partition,
+                        rec.offset,
+                        rec.key,
+                        rec.value,
+                        list(rec.headers),
+                        bad.reason,
+                    )
+        idle = self._idle_masks(consumer, now_ms)
+        pending = []
         for partition in self.partitions:
             if (
                 partition not in per_partition
@@ -136,20 +264,49 @@ class Ingest:
             ):
                 per_partition[partition] = []  # a tick
         for partition, events in per_partition.items():
-            chunks = [
-                events[i : i + MAX_EVENTS_PER_ENVELOPE]
-                for i in range(0, len(events), MAX_EVENTS_PER_ENVELOPE)
-            ] or [[]]
-            for chunk in chunks:
-                data = envelope.encode(envelope.Envelope(partition, now_ms, chunk))
+            for data in envelope.encode_bounded(
+                now_ms, idle.get(partition, 0), events, s.envelope_max_bytes
+            ):
                 pending.append(await producer.send(s.topic_batches, data, partition=partition))
             self._last_sent[partition] = now
         if pending:
             await asyncio.gather(*pending)
-        if fetched:
-            try:
-                await consumer.commit()
-            except CommitFailedError:
-                # A rebalance took the partitions away mid-batch: their next owner reads these
-                # records again, and the stateful stage skips the offsets it already applied.
-                log.warning("ingest commit failed after a rebalance; records will be replayed")
+        await letters.flush()
+
+    def _idle_masks(self, consumer: AIOKafkaConsumer, now_ms: int) -> dict[int, int]:
+        """Per partition, the sources read to their end and quiet for the idle timeout."""
+        masks: dict[int, int] = {}
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            answered = consumer.last_poll_timestamp(tp)
+            position = _position(consumer, tp)
+            if highwater is not None and position is not None:
+                self.lag[(tp.topic, tp.partition)] = max(0, highwater - position)
+                if answered is not None:
+                    self.idle.answered(tp, position >= highwater, answered)
+            if self.idle.idle(tp, now_ms):
+                masks[tp.partition] = masks.get(tp.partition, 0) | 1 << self._source[tp.topic]
+        return masks
+
+    def _warn_partitioner(self, topic: str, partition: int, reason: str) -> None:
+        if (topic, partition) in self._warned_partition:
+            return
+        self._warned_partition.add((topic, partition))
+        log.warning(
+            "%s[%d]: records on the wrong partition (%s); the producer does not use Kafka's "
+            "default murmur2 partitioner: with librdkafka (confluent-kafka, kcat) set "
+            "partitioner=murmur2_random; these records go to %s",
+            topic,
+            partition,
+            reason,
+            self.settings.topic_deadletter,
+        )
+
+
+def _position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    """The consumer's position without a round trip (None while it has none)."""
+    try:
+        state = consumer._subscription.subscription.assignment.state_value(tp)
+    except AttributeError:  # not assigned (a rebalance is under way)
+        return None
+    return state.position if state is not None and state.has_valid_position else None

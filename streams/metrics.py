@@ -31,11 +31,17 @@ from prometheus_client import CollectorRegistry, Counter, disable_created_metric
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from streams.funnel import DERIVED_FIELDS, Counts, derive
+from streams.contract import OTHER
+from streams.funnel import DERIVED_FIELDS, Counts, add_counts, derive
 from streams.rooms import RoomState, Tally, Window
 
 #: The label value of the aggregate of rooms beyond the export cap.
-OTHER_ROOMS = "__other__"
+OTHER_ROOMS = OTHER
+#: Series in money carry the room's currency as a label (``currency="CNY"``): a sum of GMV
+#: across rooms is a sum per currency.
+MONEY = frozenset({"gmv_cents", "refund_cents", "gpm", "aov"})
+#: ... of which these are counted in minor units (the rest are derived, in major units).
+MINOR_UNITS = frozenset({"gmv_cents", "refund_cents"})
 
 # (field of Counts, metric suffix, scale, help): running totals, one counter per room.
 TOTAL_SERIES: tuple[tuple[str, str, float, str], ...] = (
@@ -109,7 +115,35 @@ class PipelineMetrics:
         )
         self.duplicates = Counter(
             "livepulse_events_duplicate",
-            "Records skipped because their room had already applied their offset (replays).",
+            "Events counted once, not again: reason=offset (a replayed record), event_id (an "
+            "event id the room window already applied), order_id (a repeated payment or refund).",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in ("offset", "event_id", "order_id"):
+            self.duplicates.labels(reason)
+        self.untracked_ids = Counter(
+            "livepulse_dedup_untracked",
+            "Events applied without remembering their id (the per-window dedup cap was full).",
+            registry=registry,
+        )
+        self.envelopes_skipped = Counter(
+            "livepulse_envelopes_skipped",
+            "Records of the internal topic not applied: malformed (not an envelope) or "
+            "failed (a LivePulse bug; logged).",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in ("malformed", "failed"):
+            self.envelopes_skipped.labels(reason)
+        self.flush_failures = Counter(
+            "livepulse_changelog_flush_failures",
+            "Group commits that the broker did not acknowledge; retried, nothing acked.",
+            registry=registry,
+        )
+        self.ingest_retries = Counter(
+            "livepulse_ingest_retries",
+            "Ingest steps that failed (broker unreachable) and were read again.",
             registry=registry,
         )
         self.windows_closed = Counter(
@@ -131,8 +165,11 @@ class PipelineMetrics:
                 self.late.labels(topic, "grace").inc(tally.late_grace[src])
             if tally.late_closed[src]:
                 self.late.labels(topic, "closed").inc(tally.late_closed[src])
-        if tally.duplicates:
-            self.duplicates.inc(tally.duplicates)
+        for reason, count in tally.duplicates.items():
+            if count:
+                self.duplicates.labels(reason).inc(count)
+        if tally.untracked_ids:
+            self.untracked_ids.inc(tally.untracked_ids)
         if tally.windows_closed:
             self.windows_closed.inc(tally.windows_closed)
 
@@ -250,8 +287,10 @@ _WINDOW_VALUE_KEYS = [*Counts.__struct_fields__, "unique_viewers", *DERIVED_FIEL
 class _Text:
     """Per-family line buffers for one scrape.
 
-    Values are formatted by f-strings (``repr`` for floats, as Prometheus parses them);
-    money and watch time are divided, not multiplied, so 12345 cents print as 123.45.
+    Values are formatted by f-strings (``repr`` for floats, as Prometheus parses them); money
+    is divided, not multiplied, by 10^exponent of the room's currency (12345 CNY cents print
+    as 123.45, 12345 JPY as 12345), and carries the currency as a label; a room without an
+    order yet has no money samples.
     """
 
     def __init__(self, size_ms: int) -> None:
@@ -261,14 +300,20 @@ class _Text:
         self.windows: list[list[str]] = [[] for _ in WINDOW_SERIES]
         self.starts: list[str] = []
         self.alerts: list[str] = []
+        # (lines, name, index of the value, divisor (0: money), ...)
         self._total_plan = [
-            (lines, name, Counts.__struct_fields__.index(key), round(1 / scale))
+            (
+                lines,
+                name,
+                Counts.__struct_fields__.index(key),
+                0 if key in MONEY else round(1 / scale),
+            )
             for lines, name, (key, _, scale, _) in zip(
                 self.totals, _TOTAL_NAMES, TOTAL_SERIES, strict=True
             )
         ]
         self._window_plan = [
-            (lines, name, _WINDOW_VALUE_KEYS.index(key), round(1 / scale))
+            (lines, name, _WINDOW_VALUE_KEYS.index(key), 0 if key in MONEY else round(1 / scale))
             for lines, name, (key, _, scale, _) in zip(
                 self.windows, _WINDOW_NAMES, WINDOW_SERIES, strict=True
             )
@@ -276,7 +321,8 @@ class _Text:
 
     def add(self, state: RoomState) -> None:
         room = _escape(state.room_id)
-        self._add_totals(f'{{room_id="{room}"}} ', state.totals(), state.late_events)
+        code = state.currency_code
+        self._add_totals(room, code, state.exponent, state.totals(), state.late_events)
         if state.detector is not None:
             for kind in state.detector.firing():
                 self.alerts.append(
@@ -284,45 +330,71 @@ class _Text:
                 )
         for label, window in (("closed", state.last_closed()), ("open", state.current_open())):
             if window is not None:
-                self._add_window(f'{{room_id="{room}",window="{label}"}} ', state, window)
+                self._add_window(room, label, code, state, window)
 
     def add_others(self, others: list[RoomState]) -> None:
         if not others:
             return
-        total, late = Counts(), 0
+        by_currency: dict[str | None, tuple[Counts, int]] = {}
+        late = 0
         for state in others:
-            counts = state.totals()
-            for name in Counts.__struct_fields__:
-                setattr(total, name, getattr(total, name) + getattr(counts, name))
+            total, exponent = by_currency.get(state.currency_code) or (Counts(), state.exponent)
+            add_counts(total, state.totals())
+            by_currency[state.currency_code] = (total, exponent)
             late += state.late_events
-        self._add_totals(f'{{room_id="{OTHER_ROOMS}"}} ', total, late)
+        counts = Counts()
+        for total, _ in by_currency.values():
+            add_counts(counts, total)
+        self._add_totals(OTHER_ROOMS, None, 2, counts, late)
+        for code, (total, exponent) in sorted(by_currency.items(), key=lambda i: i[0] or ""):
+            if code is not None:
+                self._add_money(OTHER_ROOMS, code, exponent, total)
 
-    def _add_totals(self, labels: str, counts: Counts, late: int) -> None:
+    def _add_totals(
+        self, room: str, code: str | None, exponent: int, counts: Counts, late: int
+    ) -> None:
         values = msgspec.structs.astuple(counts)
+        labels = f'{{room_id="{room}"}} '
         for lines, name, index, divisor in self._total_plan:
-            value = values[index]
-            lines.append(f"{name}{labels}{value if divisor == 1 else value / divisor}")
+            if divisor:
+                value = values[index]
+                lines.append(f"{name}{labels}{value if divisor == 1 else value / divisor}")
+        if code is not None:
+            self._add_money(room, code, exponent, counts)
         self.late.append(f"livepulse_room_late_events_total{labels}{late}")
 
-    def _add_window(self, labels: str, state: RoomState, w: Window) -> None:
-        c = w.counts
-        if w.closed:
-            prev_orders, prev_gmv = w.prev_orders_paid, w.prev_gmv_cents
-        else:
-            prev = state._window(w.start - self.size_ms)
-            prev_orders = prev.counts.orders_paid if prev else 0
-            prev_gmv = prev.counts.gmv_cents if prev else 0
-        derived = derive(c, prev_orders, prev_gmv)
+    def _add_money(self, room: str, code: str, exponent: int, counts: Counts) -> None:
+        values = msgspec.structs.astuple(counts)
+        labels = f'{{currency="{code}",room_id="{room}"}} '
+        for lines, name, index, divisor in self._total_plan:
+            if not divisor:
+                lines.append(f"{name}{labels}{values[index] / 10**exponent}")
+
+    def _add_window(
+        self, room: str, label: str, code: str | None, state: RoomState, w: Window
+    ) -> None:
+        prev_orders, prev_gmv = state.previous(w, self.size_ms)
+        exponent = state.exponent
+        derived = derive(w.counts, prev_orders, prev_gmv, exponent)
         values = [
-            *msgspec.structs.astuple(c),
+            *msgspec.structs.astuple(w.counts),
             w.viewers(),
             *(derived[key] for key in DERIVED_FIELDS),
         ]
+        plain = f'{{room_id="{room}",window="{label}"}} '
+        money = f'{{currency="{code}",room_id="{room}",window="{label}"}} '
         for lines, name, index, divisor in self._window_plan:
             value = values[index]
-            if value is not None:
-                lines.append(f"{name}{labels}{value if divisor == 1 else value / divisor}")
-        self.starts.append(f"livepulse_room_window_start_timestamp_seconds{labels}{w.start / 1000}")
+            if value is None:
+                continue
+            if divisor == 1:
+                lines.append(f"{name}{plain}{value}")
+            elif divisor:
+                lines.append(f"{name}{plain}{value / divisor}")
+            elif code is not None:
+                minor = _WINDOW_VALUE_KEYS[index] in MINOR_UNITS
+                lines.append(f"{name}{money}{value / 10**exponent if minor else value}")
+        self.starts.append(f"livepulse_room_window_start_timestamp_seconds{plain}{w.start / 1000}")
 
     def finish(self, exported: int) -> str:
         out: list[str] = []

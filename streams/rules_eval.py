@@ -53,12 +53,12 @@ from pathlib import Path
 
 import orjson
 
-from streams.contract import InvalidRecord, Source, decode
-from streams.funnel import Counts
-from streams.processor import PartitionProcessor
-from streams.rooms import RoomState
+from streams.contract import Source
+from streams.driver import LocalWorker
+from streams.metrics import RoomExposition
+from streams.processor import ProcessorConfig
+from streams.rooms import RoomConfig, RoomState
 from streams.simulator import SimConfig, generate
-from streams.simulator.partitioner import partition_for
 
 #: Alert names of the room rules (``scope: room``) -> the kind of incident each detects.
 KINDS = {
@@ -81,20 +81,6 @@ Renderer = Callable[[Iterable[RoomState], int], str]
 
 _SOURCES = {"views": Source.VIEWS, "clicks": Source.CLICKS, "orders": Source.ORDERS}
 _SCRAPE_LABELS = 'job="livepulse",instance="rules-eval:6066"'
-# (field of Counts, metric suffix, divisor): the worker's per-room running totals.
-_COUNTERS = (
-    ("impressions", "impressions", 1),
-    ("enters", "enters", 1),
-    ("leaves", "leaves", 1),
-    ("watch_ms_total", "watch_seconds", 1000),
-    ("product_impressions", "product_impressions", 1),
-    ("product_clicks", "product_clicks", 1),
-    ("orders_created", "orders_created", 1),
-    ("orders_paid", "orders_paid", 1),
-    ("gmv_cents", "gmv", 100),
-    ("refunds", "refunds", 1),
-    ("refund_cents", "refund_amount", 100),
-)
 
 
 class EvalError(RuntimeError):
@@ -112,44 +98,9 @@ class AlertRule:
 # --- 1. the worker's counters ----------------------------------------------------------------
 
 
-def _totals(state: RoomState) -> Counts:
-    totals = getattr(state, "totals", None)
-    if totals is not None:
-        return totals()
-    total = Counts()  # older RoomState: every window is still there (retention below)
-    for w in state.windows():
-        for name in Counts.__struct_fields__:
-            setattr(total, name, getattr(total, name) + getattr(w.counts, name))
-    return total
-
-
-def render_room_counters(states: Iterable[RoomState], size_ms: int) -> str:
-    """The per-room counters (``livepulse_room_*_total``) in the Prometheus text format.
-
-    A stand-in for the worker's own exposition, used when :mod:`streams.metrics` has no
-    ``room_exposition(states, size_ms)``; only the samples of the series the rules read are
-    kept from either, so a full exposition can take its place.
-    """
-    del size_ms  # running totals do not depend on the window size
-    lines: list[str] = []
-    for state in sorted(states, key=lambda s: s.room_id):
-        room = state.room_id.replace("\\", "\\\\").replace('"', '\\"')
-        labels = f'{{room_id="{room}"}}'
-        counts = _totals(state)
-        for field, suffix, divisor in _COUNTERS:
-            value = getattr(counts, field)
-            shown = value if divisor == 1 else value / divisor
-            lines.append(f"livepulse_room_{suffix}_total{labels} {shown}")
-        lines.append(f"livepulse_room_late_events_total{labels} {state.late_events}")
-    return "".join(line + "\n" for line in lines)
-
-
-def default_renderer() -> Renderer:
-    try:
-        from streams.metrics import room_exposition  # type: ignore[attr-defined]
-    except ImportError:
-        return render_room_counters
-    return room_exposition
+def render_rooms(states: Iterable[RoomState], size_ms: int) -> str:
+    """The worker's own per-room exposition (every room with its own series)."""
+    return RoomExposition(size_ms, max_rooms=10**9).render(states)
 
 
 def scrapes(
@@ -157,63 +108,36 @@ def scrapes(
     *,
     scrape_ms: int = SCRAPE_MS,
     tail_ms: int = TAIL_MS,
-    render: Renderer | None = None,
+    render: Renderer = render_rooms,
 ) -> Iterator[tuple[int, str]]:
     """``(time ms, exposition)`` every ``scrape_ms`` from the session start to ``tail_ms``
     after its end, as a worker serving every partition would be scraped."""
     if scrape_ms % BATCH_MS:
         raise ValueError(f"scrape_ms must be a multiple of {BATCH_MS}")
-    render = render or default_renderer()
     start, end = config.bounds()
-    table: dict[str, RoomState] = {}
-    procs = [
-        PartitionProcessor(
-            p,
-            size_ms=config.window_ms,
+    worker = LocalWorker(
+        config.partitions,
+        ProcessorConfig(
+            # never expire a room: its counters stay through the tail
+            room=RoomConfig(size_ms=config.window_ms, retention=1_000_000),
             grace_ms=config.grace_ms,
-            idle_timeout_s=IDLE_TIMEOUT_S,
-            retention=1_000_000,  # never expire a room: its counters stay through the tail
-            clock_state=None,
-            rooms=(),
-            now_s=start / 1000,
-        )
-        for p in range(config.partitions)
-    ]
-    offsets = [[0] * config.partitions for _ in Source]
-    pending: list[list] = [[] for _ in procs]
-
-    def flush(now_ms: int) -> None:
-        for p, proc in enumerate(procs):
-            out = proc.process(pending[p], now_ms / 1000, table.get)
-            table.update(out.updated)
-            for room in out.deleted:
-                table.pop(room, None)
-            pending[p] = []
-
-    next_batch = start - start % BATCH_MS + BATCH_MS
+        ),
+        idle_timeout_ms=int(IDLE_TIMEOUT_S * 1000),
+        tick_ms=BATCH_MS,
+    )
     next_scrape = start - start % scrape_ms + scrape_ms
 
     def advance_to(t_ms: int) -> Iterator[tuple[int, str]]:
-        nonlocal next_batch, next_scrape
-        while next_batch <= t_ms:
-            flush(next_batch)
-            if next_batch == next_scrape:
-                yield next_scrape, render(table.values(), config.window_ms)
-                next_scrape += scrape_ms
-            next_batch += BATCH_MS
+        nonlocal next_scrape
+        while next_scrape <= t_ms:
+            worker.run_until(next_scrape)
+            yield next_scrape, render(worker.rooms(), config.window_ms)
+            next_scrape += scrape_ms
 
     for rec in generate(config):
-        if rec.arrival_ms >= next_batch:
+        if rec.arrival_ms >= next_scrape:
             yield from advance_to(rec.arrival_ms)
-        src = _SOURCES[rec.topic]
-        part = partition_for(rec.key, config.partitions) if rec.key is not None else 0
-        offset = offsets[src][part]
-        offsets[src][part] = offset + 1
-        try:
-            ev = decode(src, offset, rec.key, rec.value, rec.arrival_ms, 60_000)
-        except InvalidRecord:
-            continue
-        pending[part].append(ev)
+        worker.send(_SOURCES[rec.topic], rec.key, rec.value, rec.arrival_ms)
     yield from advance_to(end + tail_ms)
 
 
@@ -484,7 +408,9 @@ def evaluate_rules(
         workdir.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(workdir / "data", ignore_errors=True)
         om = workdir / "scrapes.om"
-        samples = write_openmetrics(scrapes(moved, render=render), om, read.__contains__)
+        samples = write_openmetrics(
+            scrapes(moved, render=render or render_rooms), om, read.__contains__
+        )
         lap("simulate_s")
         if samples:
             backfill(promtool, om, workdir / "data")

@@ -79,9 +79,25 @@ class Settings(BaseSettings):
         "the watermark back.",
     )
     max_skew_seconds: float = Field(
-        60.0, ge=0, description="Event times further ahead of the wall clock are invalid."
+        60.0,
+        ge=0,
+        description="Event times further ahead of the wall clock are invalid (reason clock); "
+        "an event ahead by less is applied, but moves its topic-partition's clock only up to "
+        "the wall clock, so it cannot make on-time events late.",
     )
     retention_windows: int = Field(60, ge=1, description="Closed windows kept per room.")
+    products_per_window: int = Field(
+        50,
+        ge=1,
+        description="Products a closed window keeps by name, the busiest first; the rest are "
+        "summed as product __other__ (an open window names up to four times as many).",
+    )
+    dedup_max_ids_per_window: int = Field(
+        200_000,
+        ge=0,
+        description="Event ids (and order ids) a room remembers per window to count each "
+        "event once; beyond, events count without that check. Bounds the dedup memory.",
+    )
 
     # --- Ingest stage ----------------------------------------------------------------------
     ingest_max_records: int = Field(
@@ -93,6 +109,13 @@ class Settings(BaseSettings):
     )
     tick_seconds: float = Field(
         1.0, gt=0, description="Empty batches keep an idle partition's watermark rule running."
+    )
+    envelope_max_bytes: int = Field(
+        786_432,
+        ge=16_384,
+        le=16 * 1024 * 1024,
+        description="Largest envelope on the internal topic; below the 1 MB a stock broker "
+        "accepts per record.",
     )
 
     # --- In-stream detector ------------------------------------------------------------------
@@ -112,7 +135,15 @@ class Settings(BaseSettings):
         description="Rooms with their own /metrics series (the top rooms by GMV); the rest "
         'are summed into room_id="__other__"; 5 000 rooms render in ~0.3 s.',
     )
-    state_dir: Path = Field(Path("state"), description="Faust data directory, demo logs.")
+    state_dir: Path = Field(
+        Path("state"), description="Faust data directory (RocksDB state), demo logs."
+    )
+    store: Literal["memory", "rocksdb"] = Field(
+        "memory",
+        description="Where the worker keeps table state between flushes: memory (rebuilt from "
+        "the changelog at start) or rocksdb (in state_dir; a restart reads only the "
+        "changelog's tail).",
+    )
     changelog_flush_seconds: float = Field(
         1.0,
         gt=0,

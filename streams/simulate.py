@@ -19,7 +19,8 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from streams.broker import BrokerError, ensure_topics, partition_of
+from streams.broker import BrokerError, ensure_topics
+from streams.partitioner import partition_of
 from streams.recording import encode_bytes
 from streams.security import client_options
 from streams.settings import Settings
@@ -47,7 +48,7 @@ class Placement:
 
 def partition_for(emitted: Emitted, partitions: int) -> int:
     if emitted.key is not None:
-        return partition_of(emitted.key.decode(), partitions)
+        return partition_of(emitted.key, partitions)
     return zlib.crc32(emitted.event_id.encode()) % partitions  # keyless: stable, any partition
 
 

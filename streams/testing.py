@@ -38,7 +38,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams import broker
-from streams.broker import partition_of
+from streams.partitioner import partition_of
 from streams.settings import Settings
 
 T = TypeVar("T")
@@ -232,7 +232,9 @@ class Pipeline:
         rooms: dict[int, str] = {}
         i = 0
         while len(rooms) < n:
-            rooms.setdefault(partition_of(f"{FLUSH_ROOM_PREFIX}{i}", n), f"{FLUSH_ROOM_PREFIX}{i}")
+            rooms.setdefault(
+                partition_of(f"{FLUSH_ROOM_PREFIX}{i}".encode(), n), f"{FLUSH_ROOM_PREFIX}{i}"
+            )
             i += 1
         bodies = {
             self.settings.topic_views: {"type": "impression"},

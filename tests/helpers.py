@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from streams.contract import KIND_OF, SOURCE_OF_TYPE, Ev, Kind
+from streams.contract import KIND_OF, SOURCE_OF_TYPE, Ev, Kind, fingerprint
+from streams.currencies import CURRENCIES
 
 _KIND = {cls.__struct_config__.tag: kind for cls, kind in KIND_OF.items()}
 
@@ -31,7 +32,21 @@ def to_ev(body: dict, offset: int) -> Ev:
     user = body["user_id"] if kind == Kind.ENTER else ""
     value = body.get("watch_ms", body.get("amount_cents", 0))
     product = body["product_id"] if kind in (Kind.PRODUCT_CLICK, Kind.ORDER_CREATED) else ""
-    return Ev(int(src), offset, body["ts"], body["room_id"], int(kind), user, value, product)
+    oid = fingerprint(body["order_id"]) if kind >= Kind.ORDER_PAID else 0
+    currency = CURRENCIES[body["currency"]][0] if kind >= Kind.ORDER_CREATED else 0
+    return Ev(
+        int(src),
+        offset,
+        body["ts"],
+        body["room_id"],
+        int(kind),
+        user,
+        value,
+        product,
+        fingerprint(body["event_id"]),
+        oid,
+        currency,
+    )
 
 
 def number_by_topic(bodies: list[dict]) -> list[Ev]:

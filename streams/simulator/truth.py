@@ -36,8 +36,8 @@ from dataclasses import asdict
 
 import orjson
 
+from streams.partitioner import partition_of
 from streams.simulator.generate import Emitted
-from streams.simulator.partitioner import partition_for
 from streams.simulator.sessions import SimConfig, incidents
 
 TYPES = {
@@ -143,7 +143,7 @@ def compute_truth(config: SimConfig, emitted: Iterable[Emitted]) -> dict:
             continue
         ts = body["ts"]
         room = body["room_id"]
-        where = (e.topic, partition_for(e.key, partitions))
+        where = (e.topic, partition_of(e.key, partitions))
         top = max_ts.get(where)
         if top is None or ts > top:
             max_ts[where] = ts

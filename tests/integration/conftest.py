@@ -31,7 +31,7 @@ Stack = Pipeline
 
 
 def partition_of(key: str) -> int:
-    return testing.partition_of(key, PARTITIONS)
+    return testing.partition_of(key.encode(), PARTITIONS)
 
 
 def wait_until(

@@ -85,10 +85,11 @@ async def test_hand_computed_windows_via_rooms_and_metrics(
     # the same last closed window, as Prometheus sees it
     after = stack.metrics()
     closed = {"room_id": room, "window": "closed"}
+    money = {**closed, "currency": "CNY"}
     last = scenario.expected_closed_windows(base)[2]
     assert metric(after, "livepulse_room_window_enters", **closed) == last["enters"]
     assert metric(after, "livepulse_room_window_orders_paid", **closed) == last["orders_paid"]
-    assert metric(after, "livepulse_room_window_gmv", **closed) == last["gmv_cents"] / 100
+    assert metric(after, "livepulse_room_window_gmv", **money) == last["gmv_cents"] / 100
     assert (
         metric(after, "livepulse_room_window_conversion_ratio", **closed) == last["conversion_rate"]
     )
@@ -96,8 +97,8 @@ async def test_hand_computed_windows_via_rooms_and_metrics(
         metric(after, "livepulse_room_window_order_growth_ratio", **closed) == last["order_growth"]
     )
     assert metric(after, "livepulse_room_window_gmv_growth_ratio", **closed) == last["gmv_growth"]
-    assert metric(after, "livepulse_room_window_gmv_per_thousand_enters", **closed) == last["gpm"]
-    assert metric(after, "livepulse_room_window_average_order_value", **closed) == last["aov"]
+    assert metric(after, "livepulse_room_window_gmv_per_thousand_enters", **money) == last["gpm"]
+    assert metric(after, "livepulse_room_window_average_order_value", **money) == last["aov"]
     assert (
         metric(after, "livepulse_room_window_start_timestamp_seconds", **closed)
         == (base + 120_000) / 1000
@@ -112,7 +113,8 @@ async def test_hand_computed_windows_via_rooms_and_metrics(
         total = sum(w[field] for w in windows)
         assert metric(after, f"livepulse_room_{name}_total", room_id=room) == total
     gmv = sum(w["gmv_cents"] for w in windows) / 100
-    assert metric(after, "livepulse_room_gmv_total", room_id=room) == gmv
+    assert metric(after, "livepulse_room_gmv_total", room_id=room, currency="CNY") == gmv
+    assert detail["currency"] == "CNY"
 
     def delta(name: str, **labels: str) -> float:
         return (metric(after, name, **labels) or 0) - (metric(before, name, **labels) or 0)

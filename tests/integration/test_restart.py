@@ -8,12 +8,13 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.app import _MARKER
-from streams.rooms import RoomState
+from streams.changelog import MARKER
+from streams.rooms import RoomRecord
 from tests import scenario
 from tests.helpers import assert_windows_equal
 from tests.integration.conftest import (
@@ -79,7 +80,7 @@ async def test_sigkill_and_restart_counts_nothing_twice_and_loses_nothing(
 
 
 def _duplicates(stack: Stack) -> float:
-    return stack.metrics().get(("livepulse_events_duplicate_total", ()), 0)
+    return stack.metrics().get(("livepulse_events_duplicate_total", (("reason", "offset"),)), 0)
 
 
 async def wait_for_changelog(stack: Stack, room: str) -> None:
@@ -97,10 +98,10 @@ async def wait_for_changelog(stack: Stack, room: str) -> None:
             for records in (await consumer.getmany(timeout_ms=200)).values():
                 for rec in records:
                     if rec.key == room.encode() and rec.value:
-                        state = RoomState.from_bytes(rec.value)
+                        state = msgspec.msgpack.decode(rec.value, type=RoomRecord)
                         if state.applied == [15, 6, 6] and state.late_events == 1:
                             complete_in = rec.partition
-                    elif rec.key == _MARKER.encode() and rec.partition == complete_in:
+                    elif rec.key == MARKER.encode() and rec.partition == complete_in:
                         return
         raise AssertionError(f"the changelog never caught up\n{stack.tail()}")
     finally:

@@ -17,7 +17,7 @@ from streams.rooms import RoomState
 from tests import scenario
 from tests.helpers import number_by_topic
 from tests.promtool import promtool
-from tests.unit.test_processor import BASE, flush
+from tests.unit.test_processor import BASE, config, flush
 
 GOLDEN = Path(__file__).parent.parent / "data" / "golden.metrics"
 TOPICS = ("live.views", "live.clicks", "live.orders")
@@ -27,23 +27,12 @@ def _run(rooms: list[str]) -> tuple[list[RoomState], CollectorRegistry]:
     """The hand-computed scenario for each room, through the real processor and counters."""
     registry = CollectorRegistry()
     metrics = PipelineMetrics(registry)
-    table: dict[str, RoomState] = {}
-    proc = PartitionProcessor(
-        0,
-        size_ms=scenario.WINDOW_MS,
-        grace_ms=scenario.GRACE_MS,
-        idle_timeout_s=1e9,
-        retention=60,
-        clock_state=None,
-        rooms=[],
-        now_s=0.0,
-    )
+    proc = PartitionProcessor(0, config())
     bodies = [body for room in rooms for _, body in scenario.events(room, BASE)]
     for batch in (number_by_topic(bodies), flush([1000, 1000, 1000])):
-        out = proc.process(batch, 1.0, table.get)
-        table.update(out.updated)
+        out = proc.process(batch)
         metrics.record(out.tally, TOPICS)
-    return list(table.values()), registry
+    return list(proc.rooms.values()), registry
 
 
 def _samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -75,13 +64,16 @@ def test_running_totals_are_the_sums_of_the_hand_computed_windows() -> None:
     samples = _samples(RoomExposition(60_000, 100).render(states))
     windows = scenario.expected_closed_windows(BASE)
     room = (("room_id", "r1"),)
+    money = (("currency", "CNY"), ("room_id", "r1"))
+    assert (
+        samples[("livepulse_room_gmv_total", money)] == sum(w["gmv_cents"] for w in windows) / 100
+    )
     for field, metric, divisor in (
         ("impressions", "livepulse_room_impressions_total", 1),
         ("enters", "livepulse_room_enters_total", 1),
         ("product_clicks", "livepulse_room_product_clicks_total", 1),
         ("orders_created", "livepulse_room_orders_created_total", 1),
         ("orders_paid", "livepulse_room_orders_paid_total", 1),
-        ("gmv_cents", "livepulse_room_gmv_total", 100),
         ("watch_ms_total", "livepulse_room_watch_seconds_total", 1000),
     ):
         assert samples[(metric, room)] == sum(w[field] for w in windows) / divisor, metric
@@ -93,7 +85,10 @@ def test_totals_survive_the_changelog_and_outlive_retention() -> None:
     (room,) = [s for s in states if s.room_id == "r1"]
     before = room.totals()
     room.closed.clear()  # as if retention had dropped every closed window
-    restored = RoomState.from_bytes(room.to_bytes())
+    before_records, head, _ = room.changes()
+    assert head is not None
+    records = {**dict(before_records), head[0]: head[1]}
+    restored = PartitionProcessor.restore(0, config(), records).rooms["r1"]
     assert restored.totals() == before
     assert before.orders_paid == sum(
         w["orders_paid"] for w in scenario.expected_closed_windows(BASE)
@@ -112,7 +107,7 @@ def test_rooms_beyond_the_cap_are_summed_into_other_and_the_top_by_gmv_are_kept(
     assert exported == {"c", "d", OTHER_ROOMS}
     other = (("room_id", OTHER_ROOMS),)
     assert (
-        samples[("livepulse_room_gmv_total", other)]
+        samples[("livepulse_room_gmv_total", (("currency", "CNY"), *other))]
         == sum(by_id[r].totals().gmv_cents for r in ("a", "b")) / 100
     )
     assert samples[("livepulse_room_enters_total", other)] == sum(

@@ -1,0 +1,48 @@
+"""The changelog's key scheme: one compacted log per partition holds everything it owns.
+
+A partition's state is written to one changelog partition, so the order of its records is the
+order of the log, and recovery (which reads a prefix of it) always finds a consistent state if
+every flush writes, in this order:
+
+1. chunks of event and order fingerprints (``<room>␟e|o␟<start>␟<seq>``) and window records
+   (``<room>␟w␟<start>␟<version>``); every such record is written once under its key, so
+   a key always means one content;
+2. room records (``<room>``), which name the exact version of each of their windows, and
+   windows count their chunks: a room record recovered is a room as it was;
+3. deletions (tombstones) of what rooms no longer name (older versions of windows included);
+4. the partition clock (``␟clock``), which therefore never runs ahead of the rooms;
+5. the end-of-flush marker (:data:`MARKER`), a one-record batch: the embedded broker reports
+   a partition's end offset as the base offset of its last batch + 1, and recovery reads up
+   to that offset.
+
+Keys join their parts with the unit separator U+001F, a control character no valid room id
+may contain (contract v1), so no room's keys collide with another's or with the clock's.
+"""
+
+from __future__ import annotations
+
+SEP = "\x1f"
+#: The partition clock's key (one per changelog partition).
+CLOCK = f"{SEP}clock"
+#: Key of the end-of-flush tombstone.
+MARKER = "\x00flush"
+
+
+def window_key(room: str, start: int, version: int) -> str:
+    return f"{room}{SEP}w{SEP}{start}{SEP}{version}"
+
+
+def chunk_key(room: str, kind: str, start: int, seq: int) -> str:
+    """A chunk of fingerprints: ``kind`` "e" (event ids) or "o" (payments and refunds)."""
+    return f"{room}{SEP}{kind}{SEP}{start}{SEP}{seq}"
+
+
+def room_of(key: str) -> str | None:
+    """The room a key belongs to (None for the clock and the marker)."""
+    if not key or key[0] in (SEP, MARKER[0]):
+        return None
+    return key.split(SEP, 1)[0]
+
+
+def is_room_record(key: str) -> bool:
+    return bool(key) and SEP not in key and key[0] != MARKER[0]

@@ -1,0 +1,31 @@
+"""The one partitioner: Kafka's default for keyed records, as aiokafka and the Java client."""
+
+from __future__ import annotations
+
+from aiokafka.partitioner import DefaultPartitioner
+
+from streams.partitioner import partition_of
+
+
+def test_partitions_are_kafkas_default() -> None:
+    default = DefaultPartitioner()
+    for i in range(200):
+        key = f"room-{i:04d}".encode()
+        assert partition_of(key, 4) == default(key, [0, 1, 2, 3], [0, 1, 2, 3])
+        assert partition_of(key, 7) == default(key, list(range(7)), list(range(7)))
+
+
+def test_known_values_of_the_java_client() -> None:
+    # murmur2 values from Apache Kafka's own UtilsTest.testMurmur2, placed as the Java
+    # producer places a keyed record: toPositive(murmur2(key)) % partitions
+    cases = {
+        b"21": -973932308,
+        b"foobar": -790332482,
+        b"a-little-bit-long-string": -985981536,
+        b"a-little-bit-longer-string": -1486304829,
+        b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+        b"abc": 479470107,
+    }
+    for key, murmur in cases.items():
+        for partitions in (1, 4, 7, 12):
+            assert partition_of(key, partitions) == (murmur & 0x7FFFFFFF) % partitions, key
