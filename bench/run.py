@@ -66,6 +66,7 @@ PROGRESS_FAMILIES = (
     "livepulse_events_applied",
     "livepulse_events_late",
     "livepulse_events_invalid",
+    "livepulse_events_duplicate",
 )
 #: Rooms whose events end each topic-partition of the input; see add_sentinels().
 SENTINEL_PREFIX = "bench-end-"
@@ -106,6 +107,8 @@ class Plan:
 
 
 PHASES = ("ceiling", "textbook", "livepulse", "latency", "memory")
+#: Sequence numbers of the sentinels' events, above any the load uses.
+SENTINEL_SEQ = 10**12
 
 
 # -- input ---------------------------------------------------------------------------------
@@ -131,11 +134,12 @@ def add_sentinels(records: load.Partitioned, partitions: int) -> dict[int, str]:
     rng = random.Random(0)
     kind = {load.VIEWS: 0, load.CLICKS: 3, load.ORDERS: 5}
     for p, room in rooms.items():
-        for topic in load.SOURCE_TOPICS:
+        for i, topic in enumerate(load.SOURCE_TOPICS):
             recs = records.setdefault((topic, p), [])
             ts = max((r[2] for r in recs[-1000:]), default=int(time.time() * 1000))
             key = room.encode()
-            recs.append((key, load.event(rng, 0, key, kind[topic], ts), ts))
+            seq = SENTINEL_SEQ + 3 * p + i  # event ids are unique, or a room counts them once
+            recs.append((key, load.event(rng, seq, key, kind[topic], ts), ts))
     return rooms
 
 

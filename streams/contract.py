@@ -226,9 +226,12 @@ class InvalidRecord(Exception):
 CATEGORIES = ("json", "schema", "key", "partition", "clock", "currency", "unreadable", "internal")
 
 
+_hash = xxhash.xxh3_64_intdigest
+
+
 def fingerprint(text: str) -> int:
     """The 64-bit fingerprint ids are deduplicated by (never 0, which means "no id")."""
-    return xxhash.xxh3_64_intdigest(text.encode()) or 1
+    return _hash(text.encode()) or 1
 
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
@@ -264,6 +267,18 @@ def _text_rules(event: _Event) -> None:
             raise InvalidRecord("schema", f"schema: control character in {name} - at `$.{name}`")
 
 
+#: Struct class -> kind as a plain int (IntEnum comparisons cost more on the hot path).
+_KIND = {cls: int(kind) for cls, kind in KIND_OF.items()}
+_ENTER, _LEAVE, _CARD, _CLICK, _CREATED, _PAID = (
+    int(Kind.ENTER),
+    int(Kind.LEAVE),
+    int(Kind.PRODUCT_IMPRESSION),
+    int(Kind.PRODUCT_CLICK),
+    int(Kind.ORDER_CREATED),
+    int(Kind.ORDER_PAID),
+)
+
+
 def decode(
     src: Source,
     offset: int,
@@ -277,95 +292,98 @@ def decode(
     """Validate one source record and reduce it to an :class:`Ev`, or raise InvalidRecord.
 
     With ``partitions``, the record's ``partition`` must be the one Kafka's default
-    (murmur2) partitioner gives its key among that many partitions.
+    (murmur2) partitioner gives its key among that many partitions. The checks run in the
+    order of the categories (schema, then key, partition, clock), as the truth expects.
     """
     try:
-        return _decode(src, offset, key, value, now_ms, max_skew_ms, partition, partitions)
+        if value is None:
+            raise InvalidRecord("schema", "record has no value")
+        ascii = value.isascii()
+        if not ascii:
+            try:  # msgspec checks only the strings it keeps; JSON text is UTF-8 throughout
+                value.decode()
+            except UnicodeDecodeError as exc:
+                raise InvalidRecord(
+                    "json", f"invalid JSON: not UTF-8 ({exc.reason} at byte {exc.start})"
+                ) from None
+        if value.count(b"{") + value.count(b"[") > MAX_DEPTH and _too_deep(value):
+            raise InvalidRecord("schema", f"schema: nested deeper than {MAX_DEPTH} containers")
+        try:
+            event = _DECODERS[src].decode(value)
+        except msgspec.ValidationError as exc:
+            raise InvalidRecord("schema", f"schema: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise InvalidRecord("json", f"invalid JSON: {exc}") from None
+        ts = event.ts
+        if type(ts) is not int:
+            ts = _whole(ts, "ts")
+        if value.find(b"\\") >= 0 or value.find(b"\x7f") >= 0 or (not ascii and b"\xc2" in value):
+            _text_rules(event)
+        room = event.room_id
+        if room[:2] == RESERVED_PREFIX:
+            raise InvalidRecord(
+                "schema", f"schema: room_id must not start with {RESERVED_PREFIX!r}"
+            )
+        kind = _KIND[type(event)]
+        product = ""
+        currency = amount = 0
+        if kind >= _CARD:
+            product = event.product_id  # type: ignore[attr-defined]
+            if product[:2] == RESERVED_PREFIX:
+                raise InvalidRecord(
+                    "schema", f"schema: product_id must not start with {RESERVED_PREFIX!r}"
+                )
+            if kind >= _CREATED:
+                known = CURRENCIES.get(event.currency)  # type: ignore[attr-defined]
+                if known is None:
+                    code = event.currency  # type: ignore[attr-defined]
+                    raise InvalidRecord(
+                        "schema",
+                        f"schema: currency {code!r} is not an ISO 4217 code - at `$.currency`",
+                    )
+                currency = known[0]
+                amount = event.amount_cents  # type: ignore[attr-defined]
+                if type(amount) is not int:
+                    amount = _whole(amount, "amount_cents")
+                if type(event.quantity) is not int:  # type: ignore[attr-defined]
+                    _whole(event.quantity, "quantity")  # type: ignore[attr-defined]
+        elif kind == _LEAVE:
+            amount = event.watch_ms  # type: ignore[attr-defined]
+            if type(amount) is not int:
+                amount = _whole(amount, "watch_ms")
+        if key is None:
+            raise InvalidRecord("key", "record has no key (expected the room_id)")
+        if key != room.encode():
+            raise InvalidRecord("key", f"record key {key[:64]!r} differs from room_id")
+        if partitions and partition is not None:
+            expected = partition_of(key, partitions)
+            if partition != expected:
+                raise InvalidRecord(
+                    "partition",
+                    f"partition: key {key[:64]!r} belongs in partition {expected} by the "
+                    f"default (murmur2) partitioner, not {partition}",
+                )
+        if ts > now_ms + max_skew_ms:
+            raise InvalidRecord(
+                "clock", f"event time {ts} is {ts - now_ms} ms ahead of the wall clock"
+            )
+        eid = _hash(event.event_id.encode()) or 1
+        if kind == _ENTER:
+            return Ev(src, offset, ts, room, kind, event.user_id, 0, "", eid)
+        if kind < _CARD:
+            return Ev(src, offset, ts, room, kind, "", amount, "", eid)
+        if kind >= _PAID:
+            oid = _hash(event.order_id.encode()) or 1  # type: ignore[attr-defined]
+            return Ev(src, offset, ts, room, kind, "", amount, "", eid, oid, currency)
+        if kind in (_CLICK, _CREATED):
+            return Ev(src, offset, ts, room, kind, "", amount, product, eid, 0, currency)
+        return Ev(src, offset, ts, room, kind, "", 0, "", eid)
     except InvalidRecord:
         raise
     except Exception as exc:  # a bug in LivePulse, not a rule: keep the record, keep going
         raise InvalidRecord(
             "internal", f"internal: record could not be checked ({type(exc).__name__}: {exc})"
         ) from None
-
-
-def _decode(
-    src: Source,
-    offset: int,
-    key: bytes | None,
-    value: bytes | None,
-    now_ms: int,
-    max_skew_ms: int,
-    partition: int | None,
-    partitions: int,
-) -> Ev:
-    if value is None:
-        raise InvalidRecord("schema", "record has no value")
-    if not value.isascii():
-        try:  # msgspec checks only the strings it keeps; JSON text is UTF-8 throughout
-            value.decode()
-        except UnicodeDecodeError as exc:
-            raise InvalidRecord(
-                "json", f"invalid JSON: not UTF-8 ({exc.reason} at byte {exc.start})"
-            ) from None
-    if _too_deep(value):
-        raise InvalidRecord("schema", f"schema: nested deeper than {MAX_DEPTH} containers")
-    try:
-        event = _DECODERS[src].decode(value)
-    except msgspec.ValidationError as exc:
-        raise InvalidRecord("schema", f"schema: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise InvalidRecord("json", f"invalid JSON: {exc}") from None
-    ts = _whole(event.ts, "ts")
-    if b"\\" in value or b"\x7f" in value or b"\xc2" in value:
-        _text_rules(event)
-    room = event.room_id
-    if room.startswith(RESERVED_PREFIX):
-        raise InvalidRecord("schema", f"schema: room_id must not start with {RESERVED_PREFIX!r}")
-    kind = KIND_OF[type(event)]
-    product = getattr(event, "product_id", "")
-    if product.startswith(RESERVED_PREFIX):
-        raise InvalidRecord("schema", f"schema: product_id must not start with {RESERVED_PREFIX!r}")
-    currency = amount = 0
-    if kind is Kind.LEAVE:
-        amount = _whole(event.watch_ms, "watch_ms")  # type: ignore[attr-defined]
-    elif kind >= Kind.ORDER_CREATED:
-        known = CURRENCIES.get(event.currency)  # type: ignore[attr-defined]
-        if known is None:
-            code = event.currency  # type: ignore[attr-defined]
-            raise InvalidRecord(
-                "schema", f"schema: currency {code!r} is not an ISO 4217 code - at `$.currency`"
-            )
-        currency = known[0]
-        amount = _whole(event.amount_cents, "amount_cents")  # type: ignore[attr-defined]
-        _whole(event.quantity, "quantity")  # type: ignore[attr-defined]
-    if key is None:
-        raise InvalidRecord("key", "record has no key (expected the room_id)")
-    if key != room.encode():
-        raise InvalidRecord("key", f"record key {key[:64]!r} differs from room_id")
-    if partitions and partition is not None:
-        expected = partition_of(key, partitions)
-        if partition != expected:
-            raise InvalidRecord(
-                "partition",
-                f"partition: key {key[:64]!r} belongs in partition {expected} by the default "
-                f"(murmur2) partitioner, not {partition}",
-            )
-    if ts > now_ms + max_skew_ms:
-        raise InvalidRecord("clock", f"event time {ts} is {ts - now_ms} ms ahead of the wall clock")
-    eid = fingerprint(event.event_id)
-    if kind is Kind.ENTER:
-        return Ev(src, offset, ts, room, kind, event.user_id, eid=eid)
-    if kind is Kind.LEAVE:
-        return Ev(src, offset, ts, room, kind, "", amount, eid=eid)
-    if kind is Kind.ORDER_CREATED:
-        return Ev(src, offset, ts, room, kind, "", amount, product, eid, 0, currency)
-    if kind >= Kind.ORDER_PAID:
-        oid = fingerprint(event.order_id)  # type: ignore[attr-defined]
-        return Ev(src, offset, ts, room, kind, "", amount, "", eid, oid, currency)
-    if kind is Kind.PRODUCT_CLICK:
-        return Ev(src, offset, ts, room, kind, "", 0, product, eid)
-    return Ev(src, offset, ts, room, kind, eid=eid)
 
 
 # -- the published JSON Schemas ------------------------------------------------------------

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
@@ -65,11 +64,9 @@ class Ingest:
         self,
         settings: Settings,
         metrics: PipelineMetrics,
-        producer: Callable[[], Awaitable[AIOKafkaProducer]],
     ) -> None:
         self.settings = settings
         self.metrics = metrics
-        self._producer = producer
         self.ready = asyncio.Event()
         self.partitions: set[int] = set()
         self._source = {name: Source(i) for i, name in enumerate(settings.source_topics)}
@@ -103,7 +100,8 @@ class Ingest:
             **client_options(s),
         )
         consumer.subscribe(list(s.source_topics), listener=_Assignment(self))
-        producer = await self._producer()
+        producer = new_producer(s)
+        await producer.start()
         letters = DeadLetters(producer, s.topic_deadletter)
         await consumer.start()
         try:
@@ -121,6 +119,7 @@ class Ingest:
         finally:
             with contextlib.suppress(asyncio.CancelledError):  # aiokafka#974
                 await consumer.stop()
+            await producer.stop()
 
     async def _step(
         self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, letters: DeadLetters
@@ -301,6 +300,18 @@ class Ingest:
             reason,
             self.settings.topic_deadletter,
         )
+
+
+def new_producer(settings: Settings, **options: object) -> AIOKafkaProducer:
+    """A producer whose "sent" means acknowledged by every in-sync replica."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        acks="all",
+        linger_ms=2,
+        max_request_size=4 * 1024 * 1024,
+        **options,  # type: ignore[arg-type]
+        **client_options(settings),
+    )
 
 
 def _position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:

@@ -33,7 +33,7 @@ from prometheus_client.registry import Collector
 
 from streams.contract import OTHER
 from streams.funnel import DERIVED_FIELDS, Counts, add_counts, derive
-from streams.rooms import RoomState, Tally, Window
+from streams.rooms import DUPLICATE_REASONS, RoomState, Tally, Window
 
 #: The label value of the aggregate of rooms beyond the export cap.
 OTHER_ROOMS = OTHER
@@ -117,11 +117,9 @@ class PipelineMetrics:
             "livepulse_events_duplicate",
             "Events counted once, not again: reason=offset (a replayed record), event_id (an "
             "event id the room window already applied), order_id (a repeated payment or refund).",
-            ["reason"],
+            ["topic", "reason"],
             registry=registry,
         )
-        for reason in ("offset", "event_id", "order_id"):
-            self.duplicates.labels(reason)
         self.untracked_ids = Counter(
             "livepulse_dedup_untracked",
             "Events applied without remembering their id (the per-window dedup cap was full).",
@@ -156,6 +154,12 @@ class PipelineMetrics:
             registry=registry,
         )
 
+    def start(self, topics: Sequence[str]) -> None:
+        """Give every (topic, reason) its 0 sample: a series that exists before it moves."""
+        for topic in topics:
+            for reason in DUPLICATE_REASONS:
+                self.duplicates.labels(topic, reason)
+
     def record(self, tally: Tally, topics: Sequence[str]) -> None:
         """Count what one batch did (``topics`` in the order of the source indexes)."""
         for src, topic in enumerate(topics):
@@ -165,9 +169,10 @@ class PipelineMetrics:
                 self.late.labels(topic, "grace").inc(tally.late_grace[src])
             if tally.late_closed[src]:
                 self.late.labels(topic, "closed").inc(tally.late_closed[src])
-        for reason, count in tally.duplicates.items():
-            if count:
-                self.duplicates.labels(reason).inc(count)
+        for reason, counts in tally.duplicates.items():
+            for src, topic in enumerate(topics):
+                if counts[src]:
+                    self.duplicates.labels(topic, reason).inc(counts[src])
         if tally.untracked_ids:
             self.untracked_ids.inc(tally.untracked_ids)
         if tally.windows_closed:

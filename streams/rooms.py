@@ -32,10 +32,17 @@ from streams.windows import SOURCES
 HLL_LG_K = 14
 #: Fingerprints per chunk record (~74 KB of msgpack).
 CHUNK_IDS = 8_192
+#: Why an event counts once: its offset was applied (a replay), its event id was applied in
+#: the window, its order was paid (or refunded) already.
+DUPLICATE_REASONS = ("offset", "event_id", "order_id")
 #: Salt that keeps a refund's order fingerprint apart from the payment's.
 _REFUND_SALT = 0x9E37_79B9_7F4A_7C15
 # product columns: clicks, orders created
 _CLICKS, _CREATED = 0, 1
+# kinds as plain ints (IntEnum comparisons cost more on the hot path)
+_IMPRESSION_KIND, _ENTER_KIND, _LEAVE_KIND = int(Kind.IMPRESSION), int(Kind.ENTER), int(Kind.LEAVE)
+_CARD_KIND, _CLICK_KIND = int(Kind.PRODUCT_IMPRESSION), int(Kind.PRODUCT_CLICK)
+_CREATED_KIND, _PAID_KIND = int(Kind.ORDER_CREATED), int(Kind.ORDER_PAID)
 
 
 @dataclass(frozen=True)
@@ -63,9 +70,9 @@ class Tally:
     applied: list[int] = field(default_factory=lambda: [0] * SOURCES)
     late_grace: list[int] = field(default_factory=lambda: [0] * SOURCES)
     late_closed: list[int] = field(default_factory=lambda: [0] * SOURCES)
-    #: skipped: replayed offsets, repeated event ids, repeated payments or refunds of an order
-    duplicates: dict[str, int] = field(
-        default_factory=lambda: {"offset": 0, "event_id": 0, "order_id": 0}
+    #: skipped, per source: replayed offsets, repeated event ids, repeated payments or refunds
+    duplicates: dict[str, list[int]] = field(
+        default_factory=lambda: {reason: [0] * SOURCES for reason in DUPLICATE_REASONS}
     )
     #: applied events whose id could not be remembered (the per-window cap was reached)
     untracked_ids: int = 0
@@ -246,52 +253,57 @@ class RoomState:
         size_ms = config.size_ms
         horizon = config.retention * size_ms
         max_ids = config.max_ids_per_window
+        cap = config.products_open_cap
         opened: list[int] = []
         windows = self.open
         applied = self.applied
         touched = self._dirty_windows
+        duplicates = tally.duplicates
+        counted = tally.applied
+        w: Window | None = None
         for ev, late in events:
             src = ev.src
             if ev.offset <= applied[src]:
-                tally.duplicates["offset"] += 1
+                duplicates["offset"][src] += 1
                 continue
             applied[src] = ev.offset
-            self._dirty_meta = True
-            if ev.ts > self.last_ts:
-                self.last_ts = ev.ts
+            ts = ev.ts
+            if ts > self.last_ts:
+                self.last_ts = ts
             if late:
                 self.late_events += 1
                 tally.late_grace[src] += 1
                 continue
-            start = ev.ts - ev.ts % size_ms
-            w = windows.get(start)
-            if w is None and watermark is not None and start + size_ms <= watermark:
-                self.late_events += 1
-                tally.late_closed[src] += 1
-                continue
+            start = ts - ts % size_ms
+            if w is None or w.start != start:
+                w = windows.get(start)
+                if w is None and watermark is not None and start + size_ms <= watermark:
+                    self.late_events += 1
+                    tally.late_closed[src] += 1
+                    continue
+                touched.add(start)
             kind = ev.kind
             fp = 0
-            if kind >= Kind.ORDER_CREATED:
+            if kind >= _CREATED_KIND:
                 if not self.currency:
                     self.currency = ev.currency
                 elif ev.currency != self.currency:
                     rejected.append((ev, self._currency_reason(ev)))
                     continue
-                if kind >= Kind.ORDER_PAID and ev.oid:
-                    fp = ev.oid if kind == Kind.ORDER_PAID else ev.oid ^ _REFUND_SALT
+                if kind >= _PAID_KIND and ev.oid:
+                    fp = ev.oid if kind == _PAID_KIND else ev.oid ^ _REFUND_SALT
             eid = ev.eid
             if eid and w is not None and eid in w.ids:  # type: ignore[operator]
-                tally.duplicates["event_id"] += 1
+                duplicates["event_id"][src] += 1
                 continue
             if fp:
                 before = self.orders.get(fp)
                 if before is not None and before >= start - horizon:
-                    tally.duplicates["order_id"] += 1
+                    duplicates["order_id"][src] += 1
                     continue
             if w is None:
                 w = windows[start] = Window(start)
                 opened.append(start + size_ms)
-            touched.add(start)
             if eid:
                 ids = w.ids
                 if len(ids) < max_ids:  # type: ignore[arg-type]
@@ -303,30 +315,31 @@ class RoomState:
                 self.orders[fp] = start if before is None else max(before, start)
                 w.orders.append(fp)
                 w.orders_new.append(fp)
-            tally.applied[src] += 1
+            counted[src] += 1
             c = w.counts
-            if kind == Kind.ENTER:
+            if kind == _ENTER_KIND:
                 c.enters += 1
                 w.sketch.update(ev.user)  # type: ignore[union-attr]
-            elif kind == Kind.IMPRESSION:
+            elif kind == _IMPRESSION_KIND:
                 c.impressions += 1
-            elif kind == Kind.PRODUCT_IMPRESSION:
+            elif kind == _CARD_KIND:
                 c.product_impressions += 1
-            elif kind == Kind.PRODUCT_CLICK:
+            elif kind == _CLICK_KIND:
                 c.product_clicks += 1
-                _count_product(w, ev.product, _CLICKS, config.products_open_cap)
-            elif kind == Kind.LEAVE:
+                _count_product(w, ev.product, _CLICKS, cap)
+            elif kind == _LEAVE_KIND:
                 c.leaves += 1
                 c.watch_ms_total += ev.value
-            elif kind == Kind.ORDER_CREATED:
+            elif kind == _CREATED_KIND:
                 c.orders_created += 1
-                _count_product(w, ev.product, _CREATED, config.products_open_cap)
-            elif kind == Kind.ORDER_PAID:
+                _count_product(w, ev.product, _CREATED, cap)
+            elif kind == _PAID_KIND:
                 c.orders_paid += 1
                 c.gmv_cents += ev.value
             else:  # Kind.ORDER_REFUNDED
                 c.refunds += 1
                 c.refund_cents += ev.value
+        self._dirty_meta = True
         return opened
 
     def _currency_reason(self, ev: Ev) -> str:
@@ -456,32 +469,33 @@ class RoomState:
         """
         room = self.room_id
         before: list[tuple[str, bytes]] = []
-        for w in self.windows():
-            for kind, new in (("e", w.ids_new), ("o", w.orders_new)):
-                if not new:
-                    continue
-                for i in range(0, len(new), CHUNK_IDS):
-                    seq = w.id_chunks if kind == "e" else w.order_chunks
-                    before.append(
-                        (chunk_key(room, kind, w.start, seq), _encode(new[i : i + CHUNK_IDS]))
-                    )
-                    if kind == "e":
-                        w.id_chunks += 1
-                    else:
-                        w.order_chunks += 1
-                new.clear()
-                self._dirty_windows.add(w.start)
-        by_start = {w.start: w for w in self.windows()}
-        for start in sorted(self._dirty_windows):
-            w = by_start.get(start)
-            if w is not None:
+        if self._dirty_windows:
+            dirty = [
+                w
+                for w in self.closed[-len(self._dirty_windows) :]
+                if w.start in self._dirty_windows
+            ]
+            dirty += [w for start, w in self.open.items() if start in self._dirty_windows]
+            for w in sorted(dirty, key=_start):
+                for kind, new in (("e", w.ids_new), ("o", w.orders_new)):
+                    if not new:
+                        continue
+                    for i in range(0, len(new), CHUNK_IDS):
+                        seq = w.id_chunks if kind == "e" else w.order_chunks
+                        chunk = _encode(new[i : i + CHUNK_IDS])
+                        before.append((chunk_key(room, kind, w.start, seq), chunk))
+                        if kind == "e":
+                            w.id_chunks += 1
+                        else:
+                            w.order_chunks += 1
+                    new.clear()
                 if w.version >= 0:  # the version the last room record names goes after it
-                    self._graves.append(window_key(room, start, w.version))
+                    self._graves.append(window_key(room, w.start, w.version))
                 w.version += 1
-                before.append((window_key(room, start, w.version), _encode(w.record())))
+                before.append((window_key(room, w.start, w.version), _encode(w.record())))
                 if w.closed:  # the detector has judged it; the record keeps its products
                     w.products = None
-        self._dirty_windows.clear()
+            self._dirty_windows.clear()
         graves, self._graves = self._graves, []
         record = None
         if self._dirty_meta or before or graves:
@@ -558,6 +572,10 @@ class RoomState:
                 state.orders[fp] = max(state.orders.get(fp, w.start), w.start)
         state._dirty_meta = False
         return state, [key for key in parts if key not in used]
+
+
+def _start(w: Window) -> int:
+    return w.start
 
 
 def _count_product(w: Window, product: str, column: int, cap: int) -> None:

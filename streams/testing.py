@@ -197,7 +197,8 @@ class Pipeline:
         return counts
 
     def processed(self) -> dict[str, float]:
-        """Per source topic: records the worker has applied, judged late, or dead-lettered."""
+        """Per source topic: records the worker has applied, judged late or duplicate, or
+        dead-lettered."""
         m = self.metrics()
         done: dict[str, float] = {}
         for (name, labels), value in m.items():
@@ -205,6 +206,7 @@ class Pipeline:
                 "livepulse_events_applied_total",
                 "livepulse_events_late_total",
                 "livepulse_events_invalid_total",
+                "livepulse_events_duplicate_total",
             ):
                 topic = dict(labels)["topic"]
                 done[topic] = done.get(topic, 0) + value

@@ -20,6 +20,15 @@ Delivery (``arrival_ms`` = event time + delay), one draw per record:
 * ``out_of_order`` (``out_of_order_share``): delay uniform in 1 .. grace ms;
 * ``ok``: no delay.
 
+Besides, from random streams of their own (so the records above do not change with them):
+
+* ``duplicate`` (``duplicate_share``): a valid record sent once more, 0-2 s after the first
+  (a producer retry), bytes unchanged;
+* ``repeated_payment`` (``repeated_payment_share`` of the payments): a ``paid`` callback
+  sent again 1-4 s later with a new ``event_id`` and the same ``order_id``;
+* ``foreign_currency`` (``foreign_currency_share`` of the orders created): an extra order in
+  another currency than the room's, which the contract of one currency per room rejects.
+
 No arrival is later than ``end_ms + 30 s`` (a late delay that cannot fit becomes an
 out-of-order one, an out-of-order one that cannot fit becomes ``ok``); events with a time at
 or after ``end_ms`` are not generated.
@@ -47,11 +56,14 @@ import msgspec
 
 from streams.simulator.sessions import (
     CONVERSION_DECAY_FLOOR,
+    DUPLICATE_DELAY_MS,
     FIRST_CARD_MEAN_S,
     FLASH_SALE_ORDER_BOOST,
+    MINOR_PER_FEN,
     PAYMENT_OUTAGE_SUCCESS,
     QUANTITY_WEIGHTS,
     REFUND_MEAN_MS,
+    REPEATED_PAYMENT_DELAY_MS,
     RETURNING_ENTER_RATE,
     RETURNING_SHARE,
     WATCH_CAP_MS,
@@ -152,12 +164,19 @@ def _room_walker(
     lognorm = rng.lognormvariate
     randint = rng.randint
     dumps = _encode
+    extra = Random(f"livepulse-sim:{config.seed}:extra:{plan.index}")
+    duplicate_share = config.duplicate_share
+    repeat_share = config.repeated_payment_share
+    foreign_share = config.foreign_currency_share
+    foreign = sorted(set(MINOR_PER_FEN) - {plan.currency}) or [plan.currency]
+    currency = plan.currency
 
     room = plan.room_id
     key = room.encode()
     events = count(1)
     orders = count(1)
     bad = count(1)
+    oddities = count(1)
 
     malformed_below = config.malformed_share
     late_below = malformed_below + config.late_share
@@ -165,13 +184,19 @@ def _room_walker(
     grace = config.grace_ms
     last_arrival = end + MAX_DELIVERY_DELAY_MS
 
+    def put(topic: str, value: bytes, arrival: int, label: str, event_id: str) -> None:
+        buckets[(arrival - start) // SLICE_MS].append((topic, key, value, arrival, label, event_id))
+        if duplicate_share and extra.random() < duplicate_share:
+            again = min(arrival + extra.randint(*DUPLICATE_DELAY_MS), last_arrival)
+            buckets[(again - start) // SLICE_MS].append(
+                (topic, key, value, again, "duplicate", event_id)
+            )
+
     def emit(topic: str, body: dict) -> None:
         ts = body["ts"]
         u = random()
         if u >= special_below:
-            buckets[(ts - start) // SLICE_MS].append(
-                (topic, key, dumps(body), ts, "ok", body["event_id"])
-            )
+            put(topic, dumps(body), ts, "ok", body["event_id"])
             return
         if u < malformed_below:
             rec_key, value, event_id = _malformed(rng, topic, body, key, f"{room}-m{next(bad)}")
@@ -190,10 +215,7 @@ def _room_walker(
             hi = min(grace, room_left)
             if hi >= 1:
                 label, delay = "out_of_order", randint(1, hi)
-        arrival = ts + delay
-        buckets[(arrival - start) // SLICE_MS].append(
-            (topic, key, dumps(body), arrival, label, body["event_id"])
-        )
+        put(topic, dumps(body), ts + delay, label, body["event_id"])
 
     # funnel parameters, bound to locals for the hot loop
     enter_rate = plan.enter_rate
@@ -260,9 +282,19 @@ def _room_walker(
             "product_id": products[k],
             "quantity": q,
             "amount_cents": prices[k] * q,
-            "currency": "CNY",
+            "currency": currency,
         }
         emit("orders", body)
+        if foreign_share and extra.random() < foreign_share:
+            odd = {
+                **body,
+                "event_id": f"{room}-x{next(oddities)}",
+                "order_id": f"{room}-xo{next(oddities)}",
+                "currency": extra.choice(foreign),
+            }
+            buckets[(to - start) // SLICE_MS].append(
+                ("orders", key, dumps(odd), to, "foreign_currency", odd["event_id"])
+            )
         if random() >= pay_success:
             return
         tp = to + 1_000 + int(lognorm(pay_mu, PAY_SIGMA))
@@ -276,6 +308,13 @@ def _room_walker(
             return
         body = {**body, "event_id": f"{room}-e{next(events)}", "ts": tp, "type": "paid"}
         emit("orders", body)
+        if repeat_share and extra.random() < repeat_share:
+            tr = tp + extra.randint(*REPEATED_PAYMENT_DELAY_MS)
+            if tr < end:
+                again = {**body, "event_id": f"{room}-r{next(oddities)}", "ts": tr}
+                buckets[(tr - start) // SLICE_MS].append(
+                    ("orders", key, dumps(again), tr, "repeated_payment", again["event_id"])
+                )
         if random() < refund_rate:
             tr = tp + int(expo(refund_rate_exp))
             if tr < end:

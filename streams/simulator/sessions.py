@@ -105,6 +105,12 @@ INCIDENT_SPAN = (0.12, 0.88)  # incidents lie inside this share of the session
 PAYMENT_OUTAGE_SUCCESS = 0.03
 TRAFFIC_CUT_FACTOR = (0.10, 0.20)
 CONVERSION_DECAY_FLOOR = 0.20
+#: Minor units of each currency a room may sell in, per fen (1/100 CNY), roughly: prices are
+#: planned in fen and scaled, so JPY rooms see amounts in yen (no minor unit) and KWD rooms in
+#: fils (3 decimals).
+MINOR_PER_FEN = {"CNY": 1.0, "USD": 0.14, "EUR": 0.13, "JPY": 0.21, "KRW": 1.9, "KWD": 0.43}
+REPEATED_PAYMENT_DELAY_MS = (1_000, 4_000)  # after the first callback
+DUPLICATE_DELAY_MS = (0, 2_000)  # after the first send
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,11 @@ class SimConfig:
     out_of_order_share: float = 0.02  # delivered late but within grace (delay 1..grace ms)
     late_share: float = 0.002  # delivered beyond grace (delay grace+1 s .. grace+30 s)
     malformed_share: float = 0.001  # records replaced by malformed ones
+    duplicate_share: float = 0.001  # records sent twice (a producer retry; counted once)
+    repeated_payment_share: float = 0.01  # paid callbacks sent again (new event id, same order)
+    foreign_currency_share: float = 0.0  # orders in another currency than the room's
+    #: currencies rooms sell in, each room drawing one (prices scaled to its minor units)
+    currencies: tuple[str, ...] = ("CNY",)
     incidents: tuple[str, ...] = INCIDENT_KINDS  # kinds to inject; () for none
     grace_ms: int = 5000
     window_ms: int = 60000
@@ -142,6 +153,12 @@ class SimConfig:
         shares = (self.out_of_order_share, self.late_share, self.malformed_share)
         if min(shares) < 0 or sum(shares) > 1:
             raise ValueError("shares must be >= 0 and sum to at most 1")
+        extra = (self.duplicate_share, self.repeated_payment_share, self.foreign_currency_share)
+        if not all(0 <= share <= 1 for share in extra):
+            raise ValueError("duplicate, repeated payment and foreign currency shares in [0, 1]")
+        unknown_currencies = set(self.currencies) - set(MINOR_PER_FEN)
+        if not self.currencies or unknown_currencies:
+            raise ValueError(f"currencies must be some of {sorted(MINOR_PER_FEN)}")
         if self.grace_ms < 0 or self.window_ms < 1 or self.partitions < 1:
             raise ValueError("grace_ms >= 0, window_ms >= 1 and partitions >= 1 required")
 
@@ -190,6 +207,7 @@ class RoomPlan:
     flash_sales: list[tuple[int, int, float]] = field(default_factory=list)  # start, end, factor
     incidents: list[Incident] = field(default_factory=list)
     impressions_per_s: float = 0.0  # base rate; times arc(t) gives the arrival intensity
+    currency: str = "CNY"
 
     @property
     def best_seller(self) -> str:
@@ -261,11 +279,14 @@ def _overlaps(a0: int, a1: int, spans: list[tuple[int, int]]) -> bool:
 
 def _plan_room(config: SimConfig, index: int, start_ms: int, end_ms: int) -> RoomPlan:
     rng = Random(f"livepulse-sim:{config.seed}:room:{index}")
+    currency = Random(f"livepulse-sim:{config.seed}:currency:{index}").choice(config.currencies)
     session_ms = end_ms - start_ms
     n_products = rng.randint(*PRODUCTS)
     level = math.exp(rng.uniform(math.log(ROOM_PRICE_CNY[0]), math.log(ROOM_PRICE_CNY[1])))
+    scale = MINOR_PER_FEN[currency]
     prices = [
-        max(10, round(level * rng.lognormvariate(0.0, 0.5))) * 100 - 10 for _ in range(n_products)
+        max(1, round((max(10, round(level * rng.lognormvariate(0.0, 0.5))) * 100 - 10) * scale))
+        for _ in range(n_products)
     ]
     popularity = [1.0 / (rank + 1) ** 1.1 for rank in range(n_products)]
     rng.shuffle(popularity)
@@ -291,6 +312,7 @@ def _plan_room(config: SimConfig, index: int, start_ms: int, end_ms: int) -> Roo
             rng.uniform(3.0, 8.0) * 60_000,
             rng.uniform(0.0, 2 * math.pi),
         ),
+        currency=currency,
     )
 
 

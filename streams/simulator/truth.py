@@ -8,10 +8,13 @@ are only counted (``totals``), never trusted.
 The rules, restated simply:
 
 * A record is **malformed** (not applied) when its value is not a JSON object (``json``), when
-  the object breaks the schema of its topic (``schema``: required fields, types, ``ts`` >= 0,
-  ``quantity`` >= 1, ``amount_cents`` >= 0, ``watch_ms`` >= 0, ``currency`` of three capital
-  letters, a ``type`` of that topic), or when the key is missing or is not the ``room_id``
-  in UTF-8 (``key``). Integers are JSON integers without a fraction or exponent.
+  the object breaks the schema of its topic (``schema``: required fields, types, the bounds
+  of the README's contract table: ``ts`` in 0..9999-12-31, ``quantity`` 1..10^6,
+  ``amount_cents`` 0..10^12, ``watch_ms`` 0..7 days, ids of 1..128 characters without control
+  characters, no ``room_id`` or ``product_id`` starting with ``__``, an ISO 4217
+  ``currency`` with a minor unit, a ``type`` of that topic, at most 16 containers deep), or
+  when the key is missing or is not the ``room_id`` in UTF-8 (``key``). Integral numbers
+  (``1.0``) are integers, as in JSON Schema.
   Malformed records do not move any clock. (The wall-clock skew rule is not modelled: give the
   session an ``end_ms`` that is not in the future of the consumer.)
 * Topics are co-partitioned; a key's partition is Kafka's default (murmur2) partitioner.
@@ -20,22 +23,28 @@ The rules, restated simply:
   largest ``ts`` already seen on its own (topic, partition); otherwise it raises that maximum
   when it is larger, and is applied to the tumbling window ``[ts - ts % window_ms, + window_ms)``
   of its room. (With no idle timeout a non-late event never meets a closed window.)
+* A room sells in the currency of its first applied order (created, paid or refunded); an
+  order in another one is **dead-lettered** (reason ``currency``, not applied; it still moved
+  its topic-partition's clock, as every valid record does).
+* **Duplicates** count once: an event whose ``event_id`` the room already applied in the same
+  window; a ``paid`` (``refunded``) event whose ``order_id`` the room already applied as paid
+  (refunded) in a window at most ``retention`` windows before its own (or later).
 * Derived values as contract v1 defines them, ``None`` when the denominator is 0; growth is
   against the room's window immediately before, ``None`` when that window has no applied
   events or 0 paid orders (0 GMV for ``gmv_growth``). The floating-point operations are done
-  in the same order as the contract's reference arithmetic (GMV in units = cents / 100;
-  ``gpm`` = GMV * 1000 / enters).
+  in the same order as the contract's reference arithmetic (GMV in major units = minor units
+  / 10^exponent of the room's currency; ``gpm`` = GMV * 1000 / enters).
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict
 
 import orjson
 
+from streams.currencies import CURRENCIES
 from streams.partitioner import partition_of
 from streams.simulator.generate import Emitted
 from streams.simulator.sessions import SimConfig, incidents
@@ -45,7 +54,6 @@ TYPES = {
     "clicks": ("product_impression", "product_click"),
     "orders": ("created", "paid", "refunded"),
 }
-_CURRENCY = re.compile(r"[A-Z]{3}")
 
 # indices into a window's count list
 (
@@ -64,53 +72,84 @@ _CURRENCY = re.compile(r"[A-Z]{3}")
 _SLOTS = 11
 
 
-def _text(body: dict, name: str) -> bool:
-    v = body.get(name)
-    return isinstance(v, str) and len(v) >= 1
+# contract v1's bounds, restated from the README's contract table
+TS_MAX = 253_402_300_799_999
+WATCH_MAX = 604_800_000
+QUANTITY_MAX = 1_000_000
+AMOUNT_MAX = 10**12
+ID_MAX = 128
+DEPTH_MAX = 16
 
 
-def _integer(body: dict, name: str, minimum: int) -> bool:
+def _text(body: dict, name: str, reserved: bool = False) -> bool:
     v = body.get(name)
-    return type(v) is int and v >= minimum
+    return (
+        isinstance(v, str)
+        and 1 <= len(v) <= ID_MAX
+        and not any(ord(ch) < 32 or 127 <= ord(ch) <= 159 for ch in v)
+        and not (reserved and v.startswith("__"))
+    )
+
+
+def _integer(body: dict, name: str, minimum: int, maximum: int) -> bool:
+    v = body.get(name)
+    if type(v) is float and v.is_integer():
+        v = int(v)
+    return type(v) is int and minimum <= v <= maximum
+
+
+def _depth(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
 
 
 def check(topic: str, key: bytes | None, value: bytes) -> tuple[dict | None, str | None]:
-    """``(event, None)`` for a valid record, ``(None, reason)`` with reason json/schema/key."""
+    """``(event, None)`` for a valid record, ``(None, reason)`` with reason json/schema/key.
+
+    Integral numbers (``1.0``) count as integers, as in JSON Schema; the event returned has
+    them as ints.
+    """
     try:
         body = orjson.loads(value)
     except orjson.JSONDecodeError:
         return None, "json"
-    if not isinstance(body, dict):
+    if not isinstance(body, dict) or _depth(body) > DEPTH_MAX:
         return None, "schema"
     type_ = body.get("type")
     if type_ not in TYPES[topic]:
         return None, "schema"
     if not (
         _text(body, "event_id")
-        and _text(body, "room_id")
+        and _text(body, "room_id", reserved=True)
         and _text(body, "user_id")
-        and _integer(body, "ts", 0)
+        and _integer(body, "ts", 0, TS_MAX)
     ):
         return None, "schema"
     if type_ == "leave":
-        if not _integer(body, "watch_ms", 0):
+        if not _integer(body, "watch_ms", 0, WATCH_MAX):
             return None, "schema"
     elif topic == "clicks":
-        if not _text(body, "product_id"):
+        if not _text(body, "product_id", reserved=True):
             return None, "schema"
     elif topic == "orders":
         currency = body.get("currency")
         if not (
             _text(body, "order_id")
-            and _text(body, "product_id")
-            and _integer(body, "quantity", 1)
-            and _integer(body, "amount_cents", 0)
+            and _text(body, "product_id", reserved=True)
+            and _integer(body, "quantity", 1, QUANTITY_MAX)
+            and _integer(body, "amount_cents", 0, AMOUNT_MAX)
             and isinstance(currency, str)
-            and _CURRENCY.fullmatch(currency)
+            and currency in CURRENCIES
         ):
             return None, "schema"
     if key is None or key != body["room_id"].encode():
         return None, "key"
+    for name in ("ts", "watch_ms", "amount_cents", "quantity"):
+        if type(body.get(name)) is float:
+            body[name] = int(body[name])
     return body, None
 
 
@@ -122,16 +161,21 @@ def _growth(current: int, previous: int | None) -> float | None:
     return None if not previous else current / previous - 1
 
 
-def compute_truth(config: SimConfig, emitted: Iterable[Emitted]) -> dict:
-    """The expected windows, late and malformed records of ``emitted`` (JSON-serialisable)."""
+def compute_truth(config: SimConfig, emitted: Iterable[Emitted], retention: int = 60) -> dict:
+    """The expected windows, late, malformed and dead-lettered records of ``emitted``."""
     size = config.window_ms
     grace = config.grace_ms
     partitions = config.partitions
+    horizon = retention * size
     max_ts: dict[tuple[str, int], int] = {}
     windows: dict[tuple[str, int], list] = {}
+    currency_of: dict[str, str] = {}
+    paid_in: dict[tuple[str, str, str], int] = {}  # (room, type, order id) -> latest window
     late: list[dict] = []
     late_by_room: Counter[str] = Counter()
     malformed: list[dict] = []
+    foreign: list[dict] = []
+    duplicates: Counter[str] = Counter()
     labels: Counter[str] = Counter()
     applied = 0
 
@@ -159,13 +203,31 @@ def compute_truth(config: SimConfig, emitted: Iterable[Emitted]) -> dict:
             )
             late_by_room[room] += 1
             continue
-        applied += 1
-        wkey = (room, ts - ts % size)
-        w = windows.get(wkey)
-        if w is None:
-            w = windows[wkey] = [[0] * _SLOTS, set(), {}]
-        c = w[0]
         type_ = body["type"]
+        start = ts - ts % size
+        if e.topic == "orders":
+            first = currency_of.setdefault(room, body["currency"])
+            if body["currency"] != first:
+                foreign.append(
+                    {"event_id": body["event_id"], "room_id": room, "reason": "currency"}
+                )
+                continue
+        w = windows.get((room, start))
+        if w is not None and body["event_id"] in w[3]:
+            duplicates["event_id"] += 1
+            continue
+        order_key = (room, type_, body["order_id"]) if type_ in ("paid", "refunded") else None
+        if order_key is not None:
+            before = paid_in.get(order_key)
+            if before is not None and before >= start - horizon:
+                duplicates["order_id"] += 1
+                continue
+            paid_in[order_key] = start if before is None else max(before, start)
+        applied += 1
+        if w is None:
+            w = windows[(room, start)] = [[0] * _SLOTS, set(), {}, set()]
+        w[3].add(body["event_id"])
+        c = w[0]
         if type_ == "impression":
             c[IMPRESSIONS] += 1
         elif type_ == "enter":
@@ -191,11 +253,12 @@ def compute_truth(config: SimConfig, emitted: Iterable[Emitted]) -> dict:
 
     rows = []
     for room, start in sorted(windows):
-        c, viewers, products = windows[(room, start)]
+        c, viewers, products, _ = windows[(room, start)]
         prev = windows.get((room, start - size))
         prev_paid = prev[0][PAID] if prev else None
         prev_gmv = prev[0][GMV] if prev else None
-        gmv = c[GMV] / 100
+        code = currency_of.get(room)
+        gmv = c[GMV] / 10 ** (CURRENCIES[code][1] if code else 2)
         rows.append(
             {
                 "room_id": room,
@@ -229,12 +292,16 @@ def compute_truth(config: SimConfig, emitted: Iterable[Emitted]) -> dict:
 
     settings = asdict(config)
     settings["incidents"] = list(config.incidents)
+    settings["currencies"] = list(config.currencies)
     return {
         "config": settings,
         "windows": rows,
+        "currencies": dict(sorted(currency_of.items())),
         "late": late,
         "late_by_room": dict(sorted(late_by_room.items())),
         "malformed": malformed,
+        "dead_letters": foreign,
+        "duplicates": dict(sorted(duplicates.items())),
         "incidents": incidents(config) if config.end_ms is not None else [],
         "totals": {
             "emitted": sum(labels.values()),
@@ -242,6 +309,9 @@ def compute_truth(config: SimConfig, emitted: Iterable[Emitted]) -> dict:
             "out_of_order": labels["out_of_order"],
             "late": labels["late"],
             "malformed": labels["malformed"],
+            "duplicate": labels["duplicate"],
+            "repeated_payment": labels["repeated_payment"],
+            "foreign_currency": labels["foreign_currency"],
             "applied": applied,
             "late_by_contract": len(late),
             "malformed_by_contract": len(malformed),

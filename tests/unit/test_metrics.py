@@ -27,6 +27,7 @@ def _run(rooms: list[str]) -> tuple[list[RoomState], CollectorRegistry]:
     """The hand-computed scenario for each room, through the real processor and counters."""
     registry = CollectorRegistry()
     metrics = PipelineMetrics(registry)
+    metrics.start(TOPICS)
     proc = PartitionProcessor(0, config())
     bodies = [body for room in rooms for _, body in scenario.events(room, BASE)]
     for batch in (number_by_topic(bodies), flush([1000, 1000, 1000])):

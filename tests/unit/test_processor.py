@@ -216,7 +216,11 @@ def test_duplicates_count_once_by_event_id_per_window_and_by_order_id() -> None:
     refund = msgspec.structs.replace(paid, offset=2, eid=9, kind=int(Kind.ORDER_REFUNDED))
     h.feed([refund, msgspec.structs.replace(refund, offset=3, eid=10)])
     out = h.proc.process([msgspec.structs.replace(paid, offset=4, eid=12)], None, 0)
-    assert out.tally.duplicates == {"offset": 0, "event_id": 0, "order_id": 1}
+    assert out.tally.duplicates == {
+        "offset": [0, 0, 0],
+        "event_id": [0, 0, 0],
+        "order_id": [0, 0, 1],
+    }
     first, second = (h.table["r"].open[s].counts for s in sorted(h.table["r"].open))
     assert (first.enters, second.enters) == (1, 1)
     assert (first.orders_paid, first.gmv_cents, first.refunds) == (1, 990, 1)
@@ -231,7 +235,7 @@ def test_a_payment_is_counted_again_only_beyond_the_retained_windows() -> None:
         for n in range(1, 6)
     ]
     outs = [h.proc.process([ev], None, 0b011) for ev in again]  # views/clicks idle
-    assert [o.tally.duplicates["order_id"] for o in outs] == [1, 1, 1, 0, 1]
+    assert [o.tally.duplicates["order_id"][2] for o in outs] == [1, 1, 1, 0, 1]
 
 
 def test_an_order_in_another_currency_is_rejected_and_applied_nowhere() -> None:

@@ -185,6 +185,9 @@ def test_hand_made_records_give_hand_computed_windows() -> None:
         "out_of_order": 1,
         "late": 0,  # by label: the generator's labels are counted, not trusted
         "malformed": 4,
+        "duplicate": 0,
+        "repeated_payment": 0,
+        "foreign_currency": 0,
         "applied": 13,
         "late_by_contract": 1,
         "malformed_by_contract": 4,
@@ -205,6 +208,35 @@ def test_growth_is_none_after_a_window_without_paid_orders_or_without_events() -
     assert [r["window_start"] - B for r in rows] == [0, 60_000, 180_000, 240_000]
     assert [r["order_growth"] for r in rows] == [None, None, None, 0.0]
     assert [r["gmv_growth"] for r in rows] == [None, None, None, -0.5]
+
+
+def test_duplicates_count_once_and_a_room_keeps_its_first_currency() -> None:
+    def paid(n: int, ts: int, oid: str, cents: int, currency: str = "JPY") -> Emitted:
+        return rec("orders", "room-a", n, "paid", "u1", ts, order_id=oid, amount_cents=cents,
+                   product_id="p1", currency=currency, quantity=1)  # fmt: skip
+
+    first = rec("views", "room-a", 1, "enter", "u1", B + 1_000)
+    records = [
+        first,
+        first,  # a producer retry: the same record again
+        rec("views", "room-a", 1, "enter", "u1", B + 61_000),  # the same id, another window
+        paid(2, B + 2_000, "o1", 1_500),  # the room's first order: it sells in yen
+        paid(3, B + 3_000, "o1", 1_500),  # the callback again, new event id: counted once
+        paid(4, B + 4_000, "o2", 900, currency="CNY"),  # another currency: a dead letter
+        rec("orders", "room-a", 5, "refunded", "u1", B + 5_000, order_id="o1",
+            amount_cents=1_500, **ORDER | {"currency": "JPY"}),  # a refund is not a payment
+        paid(6, B + 61 * 60_000, "o1", 1_500),  # 61 windows later: paid again, counted
+    ]  # fmt: skip
+    truth = compute_truth(CONFIG, records)
+    rows = {(r["window_start"] - B) // 60_000: r for r in truth["windows"]}
+    assert (rows[0]["enters"], rows[1]["enters"]) == (1, 1)
+    assert (rows[0]["orders_paid"], rows[0]["gmv_cents"], rows[0]["refunds"]) == (1, 1_500, 1)
+    assert rows[0]["aov"] == 1_500.0  # JPY: no minor unit
+    assert rows[61]["orders_paid"] == 1
+    assert truth["currencies"] == {"room-a": "JPY"}
+    assert truth["duplicates"] == {"event_id": 1, "order_id": 1}
+    assert truth["dead_letters"] == [{"event_id": "e4", "room_id": "room-a", "reason": "currency"}]
+    assert truth["totals"]["applied"] == 5
 
 
 def test_the_shared_scenario_gives_its_hand_computed_windows() -> None:
@@ -237,6 +269,10 @@ FIELD_VALUES = st.one_of(
     st.booleans(),
     st.integers(-3, 3),
     st.sampled_from([1.5, "", "x", "CNY", "cny", "CNYX", "impression", "paid", "product_click"]),
+    # the bounds of contract v1
+    st.sampled_from([3.0, 1e3, 253_402_300_799_999, 253_402_300_800_000, 10**12, 10**12 + 1]),
+    st.sampled_from(["JPY", "ZZZ", "XXX", "x" * 128, "x" * 129, "a\x00", "a\n", "\x85", "__x"]),
+    st.integers(1, 20).map(lambda depth: json.loads("[" * depth + "]" * depth)),
     st.lists(st.integers(-3, 3), max_size=1),
     st.just({"a": 1}),
 )
