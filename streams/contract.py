@@ -204,7 +204,8 @@ class Ev(msgspec.Struct, array_like=True, gc=False, omit_defaults=True):
 
 
 class InvalidRecord(Exception):
-    """A record that breaks the contract; ``reason`` goes into the dead-letter headers.
+    """A record that breaks the contract; ``reason`` (``"<category>: <detail>"``) goes into
+    the dead-letter headers.
 
     ``category`` is one of :data:`CATEGORIES` (the ``reason`` label of
     ``livepulse_events_invalid_total``).
@@ -297,14 +298,14 @@ def decode(
     """
     try:
         if value is None:
-            raise InvalidRecord("schema", "record has no value")
+            raise InvalidRecord("schema", "schema: the record has no value")
         ascii = value.isascii()
         if not ascii:
             try:  # msgspec checks only the strings it keeps; JSON text is UTF-8 throughout
                 value.decode()
             except UnicodeDecodeError as exc:
                 raise InvalidRecord(
-                    "json", f"invalid JSON: not UTF-8 ({exc.reason} at byte {exc.start})"
+                    "json", f"json: not UTF-8 ({exc.reason} at byte {exc.start})"
                 ) from None
         if value.count(b"{") + value.count(b"[") > MAX_DEPTH and _too_deep(value):
             raise InvalidRecord("schema", f"schema: nested deeper than {MAX_DEPTH} containers")
@@ -313,7 +314,7 @@ def decode(
         except msgspec.ValidationError as exc:
             raise InvalidRecord("schema", f"schema: {exc}") from None
         except msgspec.DecodeError as exc:
-            raise InvalidRecord("json", f"invalid JSON: {exc}") from None
+            raise InvalidRecord("json", f"json: invalid JSON: {exc}") from None
         ts = event.ts
         if type(ts) is not int:
             ts = _whole(ts, "ts")
@@ -352,9 +353,9 @@ def decode(
             if type(amount) is not int:
                 amount = _whole(amount, "watch_ms")
         if key is None:
-            raise InvalidRecord("key", "record has no key (expected the room_id)")
+            raise InvalidRecord("key", "key: the record has no key (expected the room_id)")
         if key != room.encode():
-            raise InvalidRecord("key", f"record key {key[:64]!r} differs from room_id")
+            raise InvalidRecord("key", f"key: the record key {key[:64]!r} differs from room_id")
         if partitions and partition is not None:
             expected = partition_of(key, partitions)
             if partition != expected:
@@ -365,7 +366,7 @@ def decode(
                 )
         if ts > now_ms + max_skew_ms:
             raise InvalidRecord(
-                "clock", f"event time {ts} is {ts - now_ms} ms ahead of the wall clock"
+                "clock", f"clock: event time {ts} is {ts - now_ms} ms ahead of the wall clock"
             )
         eid = _hash(event.event_id.encode()) or 1
         if kind == _ENTER:

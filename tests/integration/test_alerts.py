@@ -17,7 +17,7 @@ from streams.funnel import Counts
 from streams.simulate import Placement, configure, write_file
 from streams.simulator import compute_truth, generate
 from streams.testing import Pipeline
-from tests.integration.test_simulated import assert_matches_truth, close_and_wait
+from tests.support.truth import assert_matches_truth, close_and_wait
 
 SCHEMA = orjson.loads(
     (Path(__file__).parents[2] / "schemas" / "live.alerts.schema.json").read_bytes()
