@@ -266,10 +266,10 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
         (
             stat_panel(
                 "GMV per minute",
-                "All rooms, 5-minute rate of paid GMV, currency units per minute.",
+                "All rooms, 5-minute rate of paid GMV per minute, one value per currency.",
                 MONEY_UNIT,
                 NONZERO,
-                [Q("job:livepulse_room_gmv:rate5m * 60", "GMV / min", instant=True)],
+                [Q("job:livepulse_room_gmv:rate5m * 60", "{{currency}}", instant=True)],
                 decimals=2,
             ),
             4,
@@ -342,7 +342,7 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 [
                     Q(
                         'topk(10, room_id:livepulse_room_gmv:rate5m{room_id!="__other__"} * 60)',
-                        "{{room_id}}",
+                        "{{room_id}} ({{currency}})",
                         instant=True,
                     )
                 ],

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import orjson
+import pytest
 from aiokafka import AIOKafkaConsumer
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -284,6 +285,7 @@ def _recorded(topic: str, rec: Emitted) -> Recorded:
 STATS = {"records": 0, "hostile": 0, "woven": 0, "windows": 0, "bytes": 0, "examples": 0}
 
 
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")
 def test_hostile_records_become_dead_letters_and_good_traffic_stays_exact(
     livepulse_pipeline: Callable[..., Pipeline], tmp_path: Path
 ) -> None:

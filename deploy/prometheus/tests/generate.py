@@ -502,23 +502,34 @@ def rate(step: int, window_s: int) -> float:
     return float(step * (window_s // 15)) / window_s  # as Prometheus computes it here
 
 
+#: Money and its ratios carry the room's currency (r1 sells in CNY, r2 in JPY).
+MONEY = {"gmv", "gpm", "aov"}
+CURRENCY = {"r1": "CNY", "r2": "JPY"}
+
+
 def recording_test() -> str:
     series: list[Series] = []
     for room_id, steps, instance, note in (
-        ("r1", R1, W1, "r1 on worker-1; r2, with other ratios, on worker-2"),
+        ("r1", R1, W1, "r1 (CNY) on worker-1; r2 (JPY), with other ratios, on worker-2"),
         ("r2", R2, W2, None),
     ):
         for i, x in enumerate(XS):
-            name = f"livepulse_room_{x}_total{labels(instance, room_id=room_id)}"
+            extra = {"currency": CURRENCY[room_id]} if x in MONEY else {}
+            name = f"livepulse_room_{x}_total{labels(instance, room_id=room_id, **extra)}"
             series.append((name, notation(steady(steps[x])), note if i == 0 else None))
     exprs = []
     rates: dict[tuple[str, str], tuple[float, float]] = {}
+
+    def room_labels(x: str, room_id: str) -> str:
+        money = f',currency="{CURRENCY[room_id]}"' if x in MONEY else ""
+        return f'{{room_id="{room_id}"{money}}}'
+
     for w, s in (("1m", 60), ("5m", 300)):
         for x in XS:
             rates[(w, x)] = (rate(R1[x], s), rate(R2[x], s))
             name = f"room_id:livepulse_room_{x}:rate{w}"
             samples = [
-                (f'{name}{{room_id="{r}"}}', repr(v))
+                (f"{name}{room_labels(x, r)}", repr(v))
                 for r, v in zip(("r1", "r2"), rates[(w, x)], strict=True)
             ]
             exprs.append(("10m", name, samples, None))
@@ -526,17 +537,34 @@ def recording_test() -> str:
             name = f"room_id:livepulse_room_{r}:ratio_rate{w}"
             values = [(k * rates[(w, num)][i]) / rates[(w, den)][i] for i in (0, 1)]
             samples = [
-                (f'{name}{{room_id="{rm}"}}', repr(v))
+                (f"{name}{room_labels(r, rm)}", repr(v))
                 for rm, v in zip(("r1", "r2"), values, strict=True)
             ]
             exprs.append(("10m", name, samples, None))
     total = {x: rates[("5m", x)][0] + rates[("5m", x)][1] for x in XS}
     for x in XS:
         name = f"job:livepulse_room_{x}:rate5m"
-        exprs.append(("10m", name, [(name, repr(total[x]))], None))
+        if x in MONEY:  # one room per currency here: the job sum per currency is the room's
+            samples = [
+                (f'{name}{{currency="{CURRENCY[rm]}"}}', repr(rates[("5m", x)][i]))
+                for i, rm in enumerate(("r1", "r2"))
+            ]
+        else:
+            samples = [(name, repr(total[x]))]
+        exprs.append(("10m", name, samples, None))
     for r, num, den, k in RATIOS:
         name = f"job:livepulse_room_{r}:ratio_rate5m"
-        exprs.append(("10m", name, [(name, repr((k * total[num]) / total[den]))], None))
+        if r in MONEY:
+            samples = [
+                (
+                    f'{name}{{currency="{CURRENCY[rm]}"}}',
+                    repr((k * rates[("5m", num)][i]) / rates[("5m", den)][i]),
+                )
+                for i, rm in enumerate(("r1", "r2"))
+            ]
+        else:
+            samples = [(name, repr((k * total[num]) / total[den]))]
+        exprs.append(("10m", name, samples, None))
     names = group(
         series,
         (),
@@ -576,7 +604,12 @@ def recording_test() -> str:
             steady(300),
             "quiet: impressions but no enters or orders: ratios over 0 are absent, not 0 or NaN",
         ),
-        *(room_series("quiet", W1, m, steady(0)) for m in ("enters", "orders_paid", "gmv")),
+        *(room_series("quiet", W1, m, steady(0)) for m in ("enters", "orders_paid")),
+        (
+            f"livepulse_room_gmv_total{labels(W1, room_id='quiet', currency='CNY')}",
+            notation(steady(0)),
+            None,
+        ),
     ]
     edge_exprs = [
         (
