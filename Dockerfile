@@ -28,9 +28,10 @@ ENV LIVEPULSE_WEB_HOST=0.0.0.0 \
     LIVEPULSE_STATE_DIR=/home/livepulse/state
 EXPOSE 6066
 
-# /ready: 200 once the worker owns partitions. Commands other than `worker` (simulate,
-# replay) serve no HTTP: disable the check for them (docker-compose.yml does).
+# /health: 200 while the worker process answers (its /ready says whether it serves; the
+# compose stack checks that). Commands other than `worker` (simulate, replay) serve no HTTP:
+# disable the check for them (docker-compose.yml does).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=90s --retries=6 \
-    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/ready' % os.environ.get('LIVEPULSE_WEB_PORT', '6066'), timeout=4)"
+    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('LIVEPULSE_WEB_PORT', '6066'), timeout=4)"
 
 CMD ["livepulse", "worker"]

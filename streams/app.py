@@ -7,6 +7,7 @@ happens at import time either; :func:`create_app` builds everything from a Setti
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 from collections.abc import Iterator
@@ -22,12 +23,13 @@ from faust.serializers import codecs
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from streams import envelope, store
+from streams.broker import Replication
 from streams.changelog import MARKER
 from streams.deadletters import DeadLetters, Reference
 from streams.ingest import Ingest, new_producer
 from streams.metrics import PipelineCollector, PipelineMetrics, RoomExposition
 from streams.processor import Outcome, PartitionProcessor, ProcessorConfig
-from streams.rooms import RoomConfig, RoomState
+from streams.rooms import RoomConfig, RoomState, Tally
 from streams.security import client_options, faust_credentials
 from streams.settings import Settings
 from streams.transport import App
@@ -49,8 +51,9 @@ codecs.register("livepulse-utf8", _Utf8())
 class LivePulse:
     """The running pipeline: the Faust app plus what the agent keeps between envelopes."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, replication: Replication | None = None) -> None:
         self.settings = s = settings
+        replication = replication or Replication(1, 1)
         self.registry = CollectorRegistry()
         self.metrics = PipelineMetrics(self.registry)
         self.metrics.start(s.source_topics)
@@ -78,12 +81,14 @@ class LivePulse:
         self._flush_lock: asyncio.Lock | None = None
         self._flushed_at = time.monotonic()
         self._lookup: AIOKafkaConsumer | None = None
+        #: the room_id="__other__" counts of processors this worker no longer has
+        self._retired_others = Tally()
         self.app = app = App(
             s.app_id,
             fetch_max_wait_ms=s.agent_fetch_ms,
             broker=s.broker,
             datadir=str(s.state_dir),
-            web_host=s.web_host,
+            web_host=s.advertised_host,
             web_bind=s.web_host,
             web_port=s.web_port,
             topic_partitions=s.partitions,
@@ -97,6 +102,11 @@ class LivePulse:
             # Envelopes are acked by flush(), not one by one: on shutdown the unflushed ones
             # stay uncommitted and are replayed (harmlessly) by the next owner.
             stream_wait_empty=False,
+            # the changelog and Faust's own topics, replicated as the worker's other topics
+            topic_replication_factor=replication.factor,
+            # Faust's /table/{name}/... and /router/ pages would serve raw table content
+            web_tables_enabled=False,
+            web_router_enabled=False,
             autodiscover=False,
             key_serializer="raw",
             value_serializer="raw",
@@ -113,6 +123,7 @@ class LivePulse:
                 self.standby_rooms,
                 self.watermarks,
                 self.ingest.consumer_lag,
+                lambda: self.ingest.broker_up,
             )
         )
         self.exposition = RoomExposition(s.window_ms, s.metrics_max_rooms)
@@ -157,13 +168,21 @@ class LivePulse:
             for partition in gone:
                 # rebuilt from the store when the partition comes back; what a failed flush
                 # left pending is the next owner's to replay (the envelopes were not acked)
-                self.processors.pop(partition, None)
+                proc = self.processors.pop(partition, None)
+                if proc is not None:  # room_id="__other__" keeps what its rooms counted
+                    self._retired_others.merge(proc.others)
                 self._pending.pop(partition, None)
             self._unacked = [e for e in self._unacked if e.message.partition not in gone]
 
         @app.page("/metrics")
         async def metrics(web: faust.web.View, request: faust.web.Request) -> Any:
-            rooms = await self.exposition.render_async(self.active_rooms())
+            others = Tally()
+            others.merge(self._retired_others)
+            for proc in self._served().values():
+                others.merge(proc.others)
+            rooms = await self.exposition.render_async(self.active_rooms(), others)
+            for proc in self.processors.values():
+                proc.over_cap = self.exposition.over_cap
             return web.bytes(
                 generate_latest(self.registry) + rooms.encode(),
                 headers={"Content-Type": CONTENT_TYPE_LATEST},
@@ -171,9 +190,18 @@ class LivePulse:
 
         @app.page("/rooms")
         async def rooms_index(web: faust.web.View, request: faust.web.Request) -> Any:
-            rows = []
+            """A page of rooms by room id: ``?limit=`` (default 500, at most 5 000) and
+            ``?after=<room id>``; ``next`` is the ``after`` of the following page."""
+            try:
+                limit, after = _page(request.query)
+            except ValueError as exc:
+                return _json(web, {"error": str(exc)}, 400)
             size = self.settings.window_ms
-            for state in sorted(self.active_rooms(), key=lambda r: r.room_id):
+            candidates = (r for r in self.active_rooms() if after is None or r.room_id > after)
+            states = heapq.nsmallest(limit + 1, candidates, key=_room_id)
+            more = len(states) > limit
+            rows = []
+            for i, state in enumerate(states[:limit], 1):
                 last, current = state.last_closed(), state.current_open()
                 rows.append(
                     {
@@ -185,7 +213,10 @@ class LivePulse:
                         "open": None if current is None else state.describe(current, size),
                     }
                 )
-            return _json(web, {"rooms": rows})
+                if i % 200 == 0:
+                    await asyncio.sleep(0)  # a big page must not hold up the agent
+            next_after = rows[-1]["room_id"] if more else None
+            return _json(web, {"rooms": rows, "next": next_after})
 
         @app.page("/rooms/{room_id}")
         async def room_detail(web: faust.web.View, request: faust.web.Request, room_id: str) -> Any:
@@ -204,14 +235,24 @@ class LivePulse:
                 },
             )
 
+        @app.page("/health")
+        async def health(web: faust.web.View, request: faust.web.Request) -> Any:
+            """Alive: the process answers (the orchestrator restarts it when not)."""
+            return _json(web, {"alive": True, "broker_up": self.ingest.broker_up})
+
         @app.page("/ready")
         async def ready(web: faust.web.View, request: faust.web.Request) -> Any:
-            """Ready: the ingest stage is assigned, and every partition this worker owns is
-            recovered and served (its processor restored)."""
+            """Ready: the broker answers, the ingest stage is assigned, and every partition
+            this worker owns is recovered and served (its processor restored)."""
             active = self.active_partitions()
-            partitions = sorted(active)
-            ok = self.ingest.ready.is_set() and bool(active) and active <= set(self.processors)
-            return _json(web, {"ready": ok, "partitions": partitions}, 200 if ok else 503)
+            ok = (
+                self.ingest.broker_up
+                and self.ingest.ready.is_set()
+                and bool(active)
+                and active <= set(self.processors)
+            )
+            body = {"ready": ok, "partitions": sorted(active), "broker_up": self.ingest.broker_up}
+            return _json(web, body, 200 if ok else 503)
 
     def worker(self, loop: Any = None) -> faust.Worker:
         """A Faust worker that runs the app and the ingest stage together."""
@@ -426,9 +467,27 @@ async def _send_in_batches(
     return futures
 
 
+#: /rooms page sizes: the default, and the most one request may ask for.
+PAGE, MAX_PAGE = 500, 5_000
+
+
+def _page(query: Any) -> tuple[int, str | None]:
+    """``(limit, after)`` of a /rooms request, or ValueError with what is wrong."""
+    raw = query.get("limit", str(PAGE))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise ValueError(f"limit must be a whole number from 1 to {MAX_PAGE}, not {raw[:40]!r}")
+    return int(raw), query.get("after") or None
+
+
+def _room_id(state: RoomState) -> str:
+    return state.room_id
+
+
 def _json(web: faust.web.View, payload: Any, status: int = 200) -> Any:
     return web.bytes(orjson.dumps(payload), content_type="application/json", status=status)
 
 
-def create_app(settings: Settings | None = None) -> LivePulse:
-    return LivePulse(settings or Settings())
+def create_app(
+    settings: Settings | None = None, replication: Replication | None = None
+) -> LivePulse:
+    return LivePulse(settings or Settings(), replication)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -19,6 +21,8 @@ from aiokafka.errors import KafkaError
 
 from streams.security import client_options
 from streams.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class BrokerError(RuntimeError):
@@ -111,8 +115,23 @@ def required_topics(settings: Settings) -> dict[str, int]:
     return {name: settings.partitions for name in names}
 
 
-async def ensure_topics(settings: Settings, topics: Mapping[str, int] | None = None) -> None:
-    """Create missing topics; refuse ones whose partition count breaks co-partitioning."""
+@dataclass(frozen=True)
+class Replication:
+    """How the topics LivePulse creates are replicated (resolved against the cluster)."""
+
+    factor: int
+    min_insync: int
+
+
+async def ensure_topics(settings: Settings, topics: Mapping[str, int] | None = None) -> Replication:
+    """Create missing topics; refuse ones whose partition count breaks co-partitioning.
+
+    Topics are created with ``LIVEPULSE_REPLICATION_FACTOR`` replicas (by default 3, or as
+    many as the cluster has brokers when it has fewer: 1 on the embedded broker) and
+    ``min.insync.replicas`` (by default one less than the factor, at least 1), and keep
+    ``LIVEPULSE_TOPIC_RETENTION_HOURS`` of records. Returns what was used, for the topics the
+    worker's Faust app creates (the changelog).
+    """
     topics = dict(topics or required_topics(settings))
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.bootstrap_servers,
@@ -124,6 +143,8 @@ async def ensure_topics(settings: Settings, topics: Mapping[str, int] | None = N
     except KafkaError as exc:
         raise BrokerError(f"cannot reach Kafka at {settings.broker}: {exc}") from None
     try:
+        brokers = len((await admin.describe_cluster())["brokers"])
+        replication = resolve_replication(settings, brokers)
         existing = set(await admin.list_topics())
         present = [name for name in topics if name in existing]
         if present:
@@ -135,16 +156,47 @@ async def ensure_topics(settings: Settings, topics: Mapping[str, int] | None = N
                         f"{topics[desc['topic']]} (LIVEPULSE_PARTITIONS); the topics must be "
                         "co-partitioned"
                     )
+                replicas = min((len(p["replicas"]) for p in desc["partitions"]), default=0)
+                if replicas < replication.factor:
+                    log.warning(
+                        "topic %s has %d replica(s), fewer than LivePulse's replication factor "
+                        "%d: a lost broker can lose its records",
+                        desc["topic"],
+                        replicas,
+                        replication.factor,
+                    )
+        configs = {
+            "retention.ms": str(int(settings.topic_retention_hours * 3_600_000)),
+            "min.insync.replicas": str(replication.min_insync),
+        }
         missing = [
-            NewTopic(name, count, 1, topic_configs={"retention.ms": str(7 * 24 * 3600 * 1000)})
+            NewTopic(name, count, replication.factor, topic_configs=configs)
             for name, count in topics.items()
             if name not in existing
         ]
         if missing:
             await admin.create_topics(missing)
             await _wait_for_metadata(admin, [t.name for t in missing])
+        return replication
     finally:
         await admin.close()
+
+
+def resolve_replication(settings: Settings, brokers: int) -> Replication:
+    """The settings' replication against a cluster of ``brokers`` brokers (one line if they
+    cannot be met)."""
+    factor = settings.replication_factor or min(3, brokers)
+    if factor > brokers:
+        raise BrokerError(
+            f"LIVEPULSE_REPLICATION_FACTOR is {factor}, but the cluster has {brokers} broker(s)"
+        )
+    min_insync = settings.min_insync_replicas or max(1, factor - 1)
+    if min_insync > factor:
+        raise BrokerError(
+            f"LIVEPULSE_MIN_INSYNC_REPLICAS ({min_insync}) exceeds the replication factor "
+            f"({factor})"
+        )
+    return Replication(factor, min_insync)
 
 
 async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: list[str]) -> None:

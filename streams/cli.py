@@ -62,7 +62,7 @@ def broker(broker: BrokerOpt = None, partitions: PartitionsOpt = None) -> None:
     except embedded.BrokerError as exc:
         raise fail(str(exc)) from None
     console.print(f"embedded broker listening on {settings.broker} (Ctrl-C to stop)")
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         proc.wait()
     except KeyboardInterrupt:
@@ -94,11 +94,11 @@ def worker(
     asyncio.set_event_loop(loop)
     quiet_kafka_client()
     try:
-        loop.run_until_complete(ensure_topics(settings))
+        replication = loop.run_until_complete(ensure_topics(settings))
     except BrokerError as exc:
         raise fail(str(exc)) from None
     logging.getLogger("aiokafka").setLevel(logging.NOTSET)
-    pulse = create_app(settings)
+    pulse = create_app(settings, replication)
     # The worker allocates short-lived objects by the million (events, tuples, window
     # updates) and keeps few cycles: the default generation-0 threshold of 700 runs the
     # collector several thousand times a second under load. Startup objects are frozen out
@@ -107,6 +107,11 @@ def worker(
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
     pulse.worker(loop).execute_from_commandline()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM handled as Ctrl-C (a container's stop signal)."""
+    raise KeyboardInterrupt
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:
@@ -322,6 +327,8 @@ def simulate(
     expected = int(rate * minutes * 60)
     bar, update = _progress("simulating")
     started = time.perf_counter()
+    # SIGTERM (docker compose stop) ends it as Ctrl-C does: what was sent stays sent
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         try:
             if out is not None:
@@ -334,6 +341,9 @@ def simulate(
             bar.stop()
     except BrokerError as exc:
         raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        console.print("stopped")
+        return
     except OSError as exc:
         raise fail(f"{out}: cannot write: {exc.strerror}") from None
     took = time.perf_counter() - started

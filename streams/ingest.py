@@ -80,6 +80,11 @@ class Ingest:
         )
         #: Records behind the end of each source topic-partition, as of the last fetch.
         self.lag: dict[tuple[str, int], int] = {}
+        #: False while no fetch of the assigned partitions has been answered for
+        #: ``broker_timeout_ms`` (logged once when lost and once when back).
+        self.broker_up = True
+        self._lost_at = 0.0
+        self.broker_timeout_ms = max(5_000, 20 * settings.ingest_fetch_ms)
 
     def consumer_lag(self) -> dict[tuple[str, int], int]:
         return dict(self.lag)
@@ -255,6 +260,7 @@ class Ingest:
                         bad.reason,
                     )
         idle = self._idle_masks(consumer, now_ms)
+        self._watch_broker(consumer, now_ms)
         pending = []
         for partition in self.partitions:
             if (
@@ -286,6 +292,26 @@ class Ingest:
             if self.idle.idle(tp, now_ms):
                 masks[tp.partition] = masks.get(tp.partition, 0) | 1 << self._source[tp.topic]
         return masks
+
+    def _watch_broker(self, consumer: AIOKafkaConsumer, now_ms: int) -> None:
+        """Is the broker answering? The newest fetch answer of any assigned partition says."""
+        answers = [consumer.last_poll_timestamp(tp) for tp in consumer.assignment()]
+        newest = max((a for a in answers if a is not None), default=None)
+        if newest is None:
+            return  # nothing assigned or nothing fetched yet: no evidence either way
+        silent = now_ms - newest
+        if self.broker_up and silent > self.broker_timeout_ms:
+            self.broker_up = False
+            self._lost_at = now_ms / 1000 - silent / 1000
+            log.error(
+                "broker unreachable: no fetch answered for %.1f s (%s); waiting for it, "
+                "nothing is counted as idle meanwhile",
+                silent / 1000,
+                ", ".join(self.settings.bootstrap_servers),
+            )
+        elif not self.broker_up and silent <= self.broker_timeout_ms:
+            self.broker_up = True
+            log.warning("broker reachable again after %.1f s", now_ms / 1000 - self._lost_at)
 
     def _warn_partitioner(self, topic: str, partition: int, reason: str) -> None:
         if (topic, partition) in self._warned_partition:

@@ -32,7 +32,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from streams.contract import OTHER
-from streams.funnel import DERIVED_FIELDS, Counts, add_counts, derive
+from streams.currencies import CODE_OF_NUMBER, EXPONENT_OF_NUMBER
+from streams.funnel import DERIVED_FIELDS, Counts, derive
 from streams.rooms import DUPLICATE_REASONS, RoomState, Tally, Window
 
 #: The label value of the aggregate of rooms beyond the export cap.
@@ -139,6 +140,21 @@ class PipelineMetrics:
             "Group commits that the broker did not acknowledge; retried, nothing acked.",
             registry=registry,
         )
+        # what every room of the worker applied, by funnel step: exact sums over all rooms
+        # however the exported set changes (the job: recording rules use these)
+        self.funnel = [
+            (
+                field,
+                scale,
+                Counter(
+                    f"livepulse_funnel_{suffix}",
+                    f"All rooms of the worker: {doc[0].lower()}{doc[1:]}",
+                    ["currency"] if field in MONEY else [],
+                    registry=registry,
+                ),
+            )
+            for field, suffix, scale, doc in TOTAL_SERIES
+        ]
         self.ingest_retries = Counter(
             "livepulse_ingest_retries",
             "Ingest steps that failed (broker unreachable) and were read again.",
@@ -175,6 +191,18 @@ class PipelineMetrics:
                     self.duplicates.labels(topic, reason).inc(counts[src])
         if tally.untracked_ids:
             self.untracked_ids.inc(tally.untracked_ids)
+        counts = tally.counts
+        for field, scale, counter in self.funnel:
+            if field in MONEY:
+                for number, money in tally.money.items():
+                    value = getattr(money, field)
+                    code = CODE_OF_NUMBER.get(number)
+                    if value and code is not None:
+                        counter.labels(code).inc(value / 10 ** EXPONENT_OF_NUMBER[number])
+            else:
+                value = getattr(counts, field)
+                if value:
+                    counter.inc(value * scale if scale != 1 else value)
         if tally.windows_closed:
             self.windows_closed.inc(tally.windows_closed)
 
@@ -188,13 +216,22 @@ class PipelineCollector(Collector):
         standby_rooms: Callable[[], int],
         watermarks: Callable[[], Mapping[int, int | None]],
         consumer_lag: Callable[[], Mapping[tuple[str, int], int]],
+        broker_up: Callable[[], bool] = lambda: True,
     ) -> None:
         self._active_rooms = active_rooms
         self._standby_rooms = standby_rooms
         self._watermarks = watermarks
         self._consumer_lag = consumer_lag
+        self._broker_up = broker_up
 
     def collect(self) -> Iterator:
+        up = GaugeMetricFamily(
+            "livepulse_broker_up",
+            "1 while the broker answers this worker's fetches, 0 while it has not for a while.",
+        )
+        up.add_metric([], 1 if self._broker_up() else 0)
+        yield up
+
         held = GaugeMetricFamily(
             "livepulse_rooms",
             "Rooms on this worker: served (active) or kept as a standby copy.",
@@ -237,33 +274,51 @@ class RoomExposition:
 
     Rooms are added one at a time (so a scrape can yield to the event loop between chunks)
     and each family's samples stay grouped, as the format requires. Rows are sorted by room.
+
+    Beyond ``max_rooms`` rooms, the top rooms by GMV keep their own series and the others are
+    flagged ``in_others``: from then on their events count into the processors' ``others``
+    tally, which ``room_id="__other__"`` shows. That is a sum of what the rooms applied while
+    flagged, so it never decreases when rooms move in or out of the top set, leave the worker
+    or expire (which Prometheus would read as a counter reset).
     """
 
     def __init__(self, size_ms: int, max_rooms: int) -> None:
         self.size_ms = size_ms
         self.max_rooms = max_rooms
+        #: True when the last scrape exported fewer rooms than there were (new rooms then
+        #: start in the others, see PartitionProcessor.over_cap)
+        self.over_cap = False
 
-    def select(self, states: list[RoomState]) -> tuple[list[RoomState], list[RoomState]]:
-        """Rooms exported one by one (the top ``max_rooms`` by GMV), and the rest."""
-        if len(states) <= self.max_rooms:
-            return sorted(states, key=_room_id), []
+    def select(self, states: list[RoomState]) -> list[RoomState]:
+        """The rooms exported one by one (the top ``max_rooms`` by GMV), sorted; flags the
+        rest ``in_others``."""
+        self.over_cap = len(states) > self.max_rooms
+        if not self.over_cap:
+            for state in states:
+                state.in_others = False
+            return sorted(states, key=_room_id)
         gmv = {id(s): s.totals().gmv_cents for s in states}
         top = heapq.nlargest(self.max_rooms, states, key=lambda s: (gmv[id(s)], s.room_id))
         kept = {id(s) for s in top}
-        return sorted(top, key=_room_id), [s for s in states if id(s) not in kept]
+        for state in states:
+            state.in_others = id(state) not in kept
+        return sorted(top, key=_room_id)
 
-    def render(self, states: Iterable[RoomState]) -> str:
-        """The whole exposition at once (tests, tools); the worker uses :meth:`render_async`."""
-        rooms, others = self.select(list(states))
+    def render(self, states: Iterable[RoomState], others: Tally | None = None) -> str:
+        """The whole exposition at once (tests, tools); the worker uses :meth:`render_async`.
+        ``others``: what the rooms flagged ``in_others`` applied (the processors' sum)."""
+        rooms = self.select(list(states))
         text = _Text(self.size_ms)
         for state in rooms:
             text.add(state)
         text.add_others(others)
         return text.finish(len(rooms))
 
-    async def render_async(self, states: Iterable[RoomState], chunk: int = 500) -> str:
+    async def render_async(
+        self, states: Iterable[RoomState], others: Tally | None = None, chunk: int = 500
+    ) -> str:
         """Like :meth:`render`, yielding to the event loop every ``chunk`` rooms."""
-        rooms, others = self.select(list(states))
+        rooms = self.select(list(states))
         text = _Text(self.size_ms)
         for i, state in enumerate(rooms, 1):
             text.add(state)
@@ -337,23 +392,15 @@ class _Text:
             if window is not None:
                 self._add_window(room, label, code, state, window)
 
-    def add_others(self, others: list[RoomState]) -> None:
-        if not others:
+    def add_others(self, others: Tally | None) -> None:
+        """The ``__other__`` aggregate: counters only, the money ones per currency."""
+        if others is None or (others.counts == Counts() and not others.money and not others.late):
             return
-        by_currency: dict[str | None, tuple[Counts, int]] = {}
-        late = 0
-        for state in others:
-            total, exponent = by_currency.get(state.currency_code) or (Counts(), state.exponent)
-            add_counts(total, state.totals())
-            by_currency[state.currency_code] = (total, exponent)
-            late += state.late_events
-        counts = Counts()
-        for total, _ in by_currency.values():
-            add_counts(counts, total)
-        self._add_totals(OTHER_ROOMS, None, 2, counts, late)
-        for code, (total, exponent) in sorted(by_currency.items(), key=lambda i: i[0] or ""):
+        self._add_totals(OTHER_ROOMS, None, 2, others.counts, others.late)
+        for number, money in sorted(others.money.items()):
+            code = CODE_OF_NUMBER.get(number)
             if code is not None:
-                self._add_money(OTHER_ROOMS, code, exponent, total)
+                self._add_money(OTHER_ROOMS, code, EXPONENT_OF_NUMBER[number], money)
 
     def _add_totals(
         self, room: str, code: str | None, exponent: int, counts: Counts, late: int

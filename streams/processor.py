@@ -64,6 +64,12 @@ class PartitionProcessor:
         self._due_at: dict[str, int] = {}
         self._dirty: set[str] = set()
         self._graves: list[str] = list(graves or [])
+        #: What the rooms counted into room_id="__other__" applied since the processor began
+        #: (their events while flagged ``in_others``): a sum of deltas, so it never decreases
+        #: however the set of exported rooms changes. New rooms start in it when the worker
+        #: exports fewer rooms than it has (``over_cap``, set at each scrape).
+        self.others = Tally()
+        self.over_cap = False
         self._clock_dirty = bool(graves)
         for state in self.rooms.values():
             self._schedule(state)
@@ -124,16 +130,26 @@ class PartitionProcessor:
             self._clock_dirty = True
 
         rooms = self.rooms
+        others: Tally | None = None
         for room, items in by_room.items():
             state = rooms.get(room)
             if state is None:
                 state = rooms[room] = RoomState(room, self.partition)
-            opened = state.apply(items, rc, watermark_before, out.tally, out.rejected)
+                state.in_others = self.over_cap
+            if state.in_others:
+                if others is None:
+                    others = Tally()
+                opened = state.apply(items, rc, watermark_before, others, out.rejected)
+            else:
+                opened = state.apply(items, rc, watermark_before, out.tally, out.rejected)
             scheduled = self._due_at.get(room)
             if scheduled is None or (opened and min(opened) < scheduled):
                 self._schedule(state)
             self._dirty.add(room)
 
+        if others is not None:
+            out.tally.merge(others)
+            self.others.merge(others)
         before = clock.watermark
         watermark = clock.advance(idle)
         if watermark != before:

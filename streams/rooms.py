@@ -77,6 +77,27 @@ class Tally:
     #: applied events whose id could not be remembered (the per-window cap was reached)
     untracked_ids: int = 0
     windows_closed: int = 0
+    #: the applied events' counts (money in ``money``, per ISO 4217 numeric code)
+    counts: Counts = field(default_factory=Counts)
+    money: dict[int, Counts] = field(default_factory=dict)
+    late: int = 0
+
+    def merge(self, other: Tally) -> None:
+        """Add ``other`` (a tally of the same batch) to this one."""
+        for mine, theirs in (
+            (self.applied, other.applied),
+            (self.late_grace, other.late_grace),
+            (self.late_closed, other.late_closed),
+            *((self.duplicates[r], other.duplicates[r]) for r in DUPLICATE_REASONS),
+        ):
+            for i, n in enumerate(theirs):
+                mine[i] += n
+        self.untracked_ids += other.untracked_ids
+        self.windows_closed += other.windows_closed
+        self.late += other.late
+        add_counts(self.counts, other.counts)
+        for code, money in other.money.items():
+            add_counts(self.money.setdefault(code, Counts()), money)
 
 
 class WindowRecord(msgspec.Struct, array_like=True):
@@ -206,6 +227,7 @@ class RoomState:
         "closed_totals",
         "currency",
         "detector",
+        "in_others",
         "last_ts",
         "late_events",
         "open",
@@ -231,6 +253,8 @@ class RoomState:
         self.detector: DetectorState | None = None
         # order fingerprint (payment or refund) -> start of the window it was last applied in
         self.orders: dict[int, int] = {}
+        # counted into the worker's room_id="__other__" series, not its own (streams.metrics)
+        self.in_others = False
         # what the next changelog write must carry (see changes())
         self._dirty_meta = True
         self._dirty_windows: set[int] = set()
@@ -260,6 +284,7 @@ class RoomState:
         touched = self._dirty_windows
         duplicates = tally.duplicates
         counted = tally.applied
+        t = tally.counts
         w: Window | None = None
         for ev, late in events:
             src = ev.src
@@ -273,6 +298,7 @@ class RoomState:
             if late:
                 self.late_events += 1
                 tally.late_grace[src] += 1
+                tally.late += 1
                 continue
             start = ts - ts % size_ms
             if w is None or w.start != start:
@@ -280,6 +306,7 @@ class RoomState:
                 if w is None and watermark is not None and start + size_ms <= watermark:
                     self.late_events += 1
                     tally.late_closed[src] += 1
+                    tally.late += 1
                     continue
                 touched.add(start)
             kind = ev.kind
@@ -319,26 +346,43 @@ class RoomState:
             c = w.counts
             if kind == _ENTER_KIND:
                 c.enters += 1
+                t.enters += 1
                 w.sketch.update(ev.user)  # type: ignore[union-attr]
             elif kind == _IMPRESSION_KIND:
                 c.impressions += 1
+                t.impressions += 1
             elif kind == _CARD_KIND:
                 c.product_impressions += 1
+                t.product_impressions += 1
             elif kind == _CLICK_KIND:
                 c.product_clicks += 1
+                t.product_clicks += 1
                 _count_product(w, ev.product, _CLICKS, cap)
             elif kind == _LEAVE_KIND:
                 c.leaves += 1
                 c.watch_ms_total += ev.value
+                t.leaves += 1
+                t.watch_ms_total += ev.value
             elif kind == _CREATED_KIND:
                 c.orders_created += 1
+                t.orders_created += 1
                 _count_product(w, ev.product, _CREATED, cap)
             elif kind == _PAID_KIND:
                 c.orders_paid += 1
                 c.gmv_cents += ev.value
+                t.orders_paid += 1
+                money = tally.money.get(self.currency)
+                if money is None:
+                    money = tally.money[self.currency] = Counts()
+                money.gmv_cents += ev.value
             else:  # Kind.ORDER_REFUNDED
                 c.refunds += 1
                 c.refund_cents += ev.value
+                t.refunds += 1
+                money = tally.money.get(self.currency)
+                if money is None:
+                    money = tally.money[self.currency] = Counts()
+                money.refund_cents += ev.value
         self._dirty_meta = True
         return opened
 

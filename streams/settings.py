@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -42,6 +43,25 @@ class Settings(BaseSettings):
     )
     topic_batches: str = Field(
         "livepulse.batches", description="Internal topic: validated events, batched per partition."
+    )
+    replication_factor: int | None = Field(
+        None,
+        ge=1,
+        description="Replicas of every topic the worker creates (internal, dead-letter, alerts, "
+        "changelog); unset: 3, or the cluster's broker count when it has fewer (1 on the "
+        "embedded broker).",
+    )
+    min_insync_replicas: int | None = Field(
+        None,
+        ge=1,
+        description="min.insync.replicas of those topics (writes are acks=all); unset: one "
+        "less than the replication factor, at least 1.",
+    )
+    topic_retention_hours: float = Field(
+        168.0,
+        gt=0,
+        description="retention.ms of the topics the worker creates (the changelog is compacted "
+        "instead).",
     )
 
     # --- Kafka security (managed clusters) ----------------------------------------------
@@ -128,6 +148,11 @@ class Settings(BaseSettings):
 
     # --- Worker ----------------------------------------------------------------------------
     web_host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
+    web_advertised_host: str | None = Field(
+        None,
+        description="Host name other workers reach this one at (Faust's canonical URL); "
+        "unset: the bind address, or this machine's host name when it binds every address.",
+    )
     web_port: int = Field(6066, ge=1, le=65535, description="Port of /metrics, /rooms, /ready.")
     metrics_max_rooms: int = Field(
         5_000,
@@ -197,6 +222,40 @@ class Settings(BaseSettings):
             raise ValueError("LIVEPULSE_SSL_KEYFILE needs LIVEPULSE_SSL_CERTFILE")
         return self
 
+    @model_validator(mode="after")
+    def _times_agree(self) -> Settings:
+        """Settings that contradict each other, refused with the rule they break."""
+        window_s = self.window_seconds
+        if self.grace_seconds >= window_s * self.retention_windows:
+            raise ValueError(
+                "LIVEPULSE_GRACE_SECONDS must be shorter than LIVEPULSE_WINDOW_SECONDS x "
+                "LIVEPULSE_RETENTION_WINDOWS: a room would expire before its windows close"
+            )
+        if self.tick_seconds >= self.idle_timeout_seconds:
+            raise ValueError(
+                "LIVEPULSE_TICK_SECONDS must be shorter than LIVEPULSE_IDLE_TIMEOUT_SECONDS: "
+                "the idle rule acts on ticks"
+            )
+        if self.ingest_fetch_ms / 1000 >= self.idle_timeout_seconds:
+            raise ValueError(
+                "LIVEPULSE_INGEST_FETCH_MS must be shorter than LIVEPULSE_IDLE_TIMEOUT_SECONDS: "
+                "a topic is idle only after fetches saw it quiet"
+            )
+        if self.heartbeat_interval_seconds >= self.session_timeout_seconds:
+            raise ValueError(
+                "LIVEPULSE_HEARTBEAT_INTERVAL_SECONDS must be shorter than "
+                "LIVEPULSE_SESSION_TIMEOUT_SECONDS"
+            )
+        if (
+            self.replication_factor is not None
+            and self.min_insync_replicas is not None
+            and self.min_insync_replicas > self.replication_factor
+        ):
+            raise ValueError(
+                "LIVEPULSE_MIN_INSYNC_REPLICAS must not exceed LIVEPULSE_REPLICATION_FACTOR"
+            )
+        return self
+
     @property
     def window_ms(self) -> int:
         return self.window_seconds * 1000
@@ -213,6 +272,14 @@ class Settings(BaseSettings):
     def source_topics(self) -> tuple[str, str, str]:
         """Source topics in the order of :class:`streams.contract.Source`."""
         return (self.topic_views, self.topic_clicks, self.topic_orders)
+
+    @property
+    def advertised_host(self) -> str:
+        if self.web_advertised_host:
+            return self.web_advertised_host
+        if self.web_host in ("0.0.0.0", "::", ""):
+            return socket.gethostname()
+        return self.web_host
 
     @property
     def bootstrap_servers(self) -> list[str]:

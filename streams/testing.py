@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -158,11 +159,15 @@ class Pipeline:
         return orjson.loads(body) if status == 200 else None
 
     def rooms(self) -> list[dict]:
-        return [
-            r
-            for r in self.json("/rooms")["rooms"]
-            if not r["room_id"].startswith(FLUSH_ROOM_PREFIX)
-        ]
+        """Every room of /rooms (all its pages), but the flush events' rooms."""
+        rooms, after = [], None
+        while True:
+            query = "/rooms?limit=5000" + (f"&after={urllib.parse.quote(after)}" if after else "")
+            page = self.json(query)
+            rooms += page["rooms"]
+            after = page["next"]
+            if after is None:
+                return [r for r in rooms if not r["room_id"].startswith(FLUSH_ROOM_PREFIX)]
 
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         """Every sample of /metrics, keyed by (name, sorted labels)."""

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from streams.settings import Settings
-from tests.promtool import tools_venv
+from tests.promtool import amtool, promtool, tools_venv
 
 ROOT = Path(__file__).parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -165,10 +165,44 @@ def test_two_workers_of_one_group(services: dict[str, dict]) -> None:
         port = env.get("LIVEPULSE_WEB_PORT", str(Settings.model_fields["web_port"].default))
         probe = " ".join(service["healthcheck"]["test"])
         assert f"127.0.0.1:{port}/ready" in probe, f"{name}: health check {probe}"
+    advertised = [environment(s).get("LIVEPULSE_WEB_ADVERTISED_HOST") for s in found.values()]
+    assert all(advertised) and len(set(advertised)) == len(advertised), (
+        f"each worker must advertise its own host (Faust's canonical URL): {advertised}"
+    )
+    for service in found.values():
+        assert environment(service)["LIVEPULSE_WEB_ADVERTISED_HOST"] == service.get("hostname")
     state = [target for s in found.values() for _, target in bind_mounts(s)]
     assert not state, "workers keep state in named volumes, not host paths"
     volumes = [v for s in found.values() for v in s.get("volumes", [])]
     assert len(volumes) == len(set(volumes)), "two workers share a state volume"
+
+
+def test_livepulse_processes_run_under_an_init(services: dict[str, dict]) -> None:
+    """As PID 1, a Python process ignores SIGTERM it has no handler for: every `docker compose
+    stop` would wait out the grace period and kill it."""
+    for name, service in services.items():
+        if service.get("image", "").startswith("livepulse"):
+            assert service.get("init") is True, f"{name} runs without an init"
+
+
+def test_prometheus_and_alertmanager_are_the_versions_ci_checks(
+    services: dict[str, dict],
+) -> None:
+    """The compose stack runs the major version of Prometheus and the version of Alertmanager
+    whose promtool and amtool check deploy/ in CI (Debian's packages)."""
+    ran = subprocess.run([promtool(), "--version"], capture_output=True, text=True, check=True)
+    promtool_major = re.search(r"version (\d+)\.", ran.stdout + ran.stderr).group(1)
+    prometheus_tag = services["prometheus"]["image"].split(":v", 1)[1]
+    assert prometheus_tag.split(".")[0] == promtool_major, prometheus_tag
+    ran = subprocess.run([amtool(), "--version"], capture_output=True, text=True, check=True)
+    amtool_version = re.search(r"version (\d+\.\d+)\.", ran.stdout + ran.stderr).group(1)
+    alertmanager_tag = services["alertmanager"]["image"].split(":v", 1)[1]
+    assert alertmanager_tag.rsplit(".", 1)[0] == amtool_version, alertmanager_tag
+
+
+def test_the_kafka_health_check_does_not_start_a_full_size_jvm(services: dict[str, dict]) -> None:
+    probe = " ".join(services["kafka"]["healthcheck"]["test"])
+    assert "KAFKA_HEAP_OPTS=" in probe and "-Xmx64m" in probe, probe
 
 
 def test_prometheus_scrapes_every_worker() -> None:
@@ -293,13 +327,20 @@ def test_kafka_is_kraft_and_init_creates_every_topic(services: dict[str, dict]) 
     assert init["restart"] == "no"
     init_env = environment(init)
     script = " ".join(command(init))
-    topics = [f for f in Settings.model_fields if f.startswith("topic_") and f != "topic_batches"]
+    topics = [
+        f
+        for f in Settings.model_fields
+        if f.startswith("topic_") and f not in ("topic_batches", "topic_retention_hours")
+    ]
     assert {"topic_views", "topic_clicks", "topic_orders", "topic_deadletter"} <= set(topics)
     for field in topics:
         var = f"LIVEPULSE_{field.upper()}"
         assert f"${var}" in script, f"kafka-init does not create {var}"
         assert init_env.get(var), f"kafka-init has no {var}"
     assert '--partitions "$LIVEPULSE_PARTITIONS"' in script
+    # the demo stack's topics keep hours, not Kafka's 7 days (the simulator writes millions)
+    assert "retention.ms=$(( ${LIVEPULSE_TOPIC_RETENTION_HOURS%.*} * 3600000 ))" in script
+    assert float(init_env["LIVEPULSE_TOPIC_RETENTION_HOURS"]) <= 24
     for name, service in {**workers(services), "simulator": services["simulator"]}.items():
         env = environment(service)
         for key, value in init_env.items():

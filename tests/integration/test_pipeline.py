@@ -78,7 +78,7 @@ async def test_hand_computed_windows_via_rooms_and_metrics(
     assert detail["late_events"] == scenario.EXPECTED_LATE
     assert [w["closed"] for w in detail["windows"]] == [True, True, True]
 
-    listed = {r["room_id"]: r for r in stack.json("/rooms")["rooms"]}
+    listed = {r["room_id"]: r for r in stack.rooms()}
     assert listed[room]["last_closed"]["window_start"] == base + 120_000
     assert listed[room]["open"] is None
 

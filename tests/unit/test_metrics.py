@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import re
 import subprocess
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams.contract import Ev, Kind
 from streams.metrics import OTHER_ROOMS, PipelineCollector, PipelineMetrics, RoomExposition
 from streams.processor import PartitionProcessor
 from streams.rooms import RoomState
@@ -103,23 +105,58 @@ def test_rooms_beyond_the_cap_are_summed_into_other_and_the_top_by_gmv_are_kept(
     # Give the rooms different GMVs: d > c > b > a.
     for i, room in enumerate(rooms):
         by_id[room].closed_totals.gmv_cents += i * 10_000
-    samples = _samples(RoomExposition(60_000, 2).render([by_id[r] for r in rooms]))
+    exposition = RoomExposition(60_000, 2)
+    samples = _samples(exposition.render([by_id[r] for r in rooms]))
     exported = {dict(k[1]).get("room_id") for k in samples if k[0] == "livepulse_room_gmv_total"}
-    assert exported == {"c", "d", OTHER_ROOMS}
-    other = (("room_id", OTHER_ROOMS),)
-    assert (
-        samples[("livepulse_room_gmv_total", (("currency", "CNY"), *other))]
-        == sum(by_id[r].totals().gmv_cents for r in ("a", "b")) / 100
-    )
-    assert samples[("livepulse_room_enters_total", other)] == sum(
-        by_id[r].totals().enters for r in ("a", "b")
-    )
-    assert samples[("livepulse_rooms_exported", ())] == 2
+    assert exported == {"c", "d"}
+    assert [by_id[r].in_others for r in rooms] == [True, True, False, False]
+    assert exposition.over_cap and samples[("livepulse_rooms_exported", ())] == 2
     # The aggregate carries counters only: no window gauges for a sum of rooms.
     assert not any(
         k[0].startswith("livepulse_room_window_") and ("room_id", OTHER_ROOMS) in k[1]
         for k in samples
     )
+
+
+def test_other_counters_never_decrease_and_count_what_the_summed_rooms_apply() -> None:
+    """Rooms move in and out of the top set (big orders), new rooms arrive over the cap and
+    old ones expire; __other__ never goes down, and holds exactly the events its rooms applied
+    while they were in it."""
+    rng = random.Random(5)
+    proc = PartitionProcessor(0, config(retention=3))
+    exposition = RoomExposition(60_000, 3)
+    offsets = [0, 0, 0]
+    expected_enters = 0
+    expected_gmv = 0
+    previous: dict = {}
+    t = BASE
+    for step in range(300):
+        t += rng.randrange(0, 4_000)
+        batch = []
+        for _ in range(rng.randrange(1, 12)):
+            room = f"room-{rng.randrange(12 if step < 150 else 24)}"
+            src = rng.choice([0, 2])
+            kind = Kind.ENTER if src == 0 else Kind.ORDER_PAID
+            value = 100 if src == 0 else rng.choice([100, 100, 100, 1_000_000])
+            batch.append(Ev(src, offsets[src], t, room, int(kind), "u", value, "", 0, 0, 156))
+            offsets[src] += 1
+        flagged = {r for r, s in proc.rooms.items() if s.in_others}
+        for ev in batch:  # new rooms start in the others while the worker is over the cap
+            if ev.room in flagged or (ev.room not in proc.rooms and proc.over_cap):
+                expected_enters += ev.kind == Kind.ENTER
+                expected_gmv += ev.value if ev.kind == Kind.ORDER_PAID else 0
+        proc.process(batch, None, 0b010)  # clicks idle: the watermark follows the others
+        samples = _samples(exposition.render(proc.rooms.values(), proc.others))
+        proc.over_cap = exposition.over_cap
+        other = {k: v for k, v in samples.items() if ("room_id", OTHER_ROOMS) in k[1]}
+        for key, value in other.items():
+            assert value >= previous.get(key, 0), (step, key)
+        previous.update(other)
+    assert expected_enters > 100 and expected_gmv > 0
+    enters = (("room_id", OTHER_ROOMS),)
+    assert previous[("livepulse_room_enters_total", enters)] == expected_enters
+    money = (("currency", "CNY"), ("room_id", OTHER_ROOMS))
+    assert previous[("livepulse_room_gmv_total", money)] == expected_gmv / 100
 
 
 def test_async_rendering_gives_the_same_text() -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 PER_MIN = 4  # samples a minute (15 s)
 SAMPLES = 60 * PER_MIN + 1  # one hour, 0m to 60m
-W1, W2, W3 = "worker-1:6066", "worker-2:6066", "worker-3:6066"
+W1, W2, W3, W4 = "worker-1:6066", "worker-2:6066", "worker-3:6066", "worker-4:6066"
 
 Series = tuple[str, str, str | None]  # (series, values, comment)
 Alert = tuple[dict[str, str], dict[str, str]]  # (labels, annotations)
@@ -517,6 +517,15 @@ def recording_test() -> str:
             extra = {"currency": CURRENCY[room_id]} if x in MONEY else {}
             name = f"livepulse_room_{x}_total{labels(instance, room_id=room_id, **extra)}"
             series.append((name, notation(steady(steps[x])), note if i == 0 else None))
+            # the worker's own totals over all its rooms (here: the one room)
+            if x == "late_events":
+                late = labels(instance, topic="live.views", reason="grace")
+                series.append(
+                    (f"livepulse_events_late_total{late}", notation(steady(steps[x])), None)
+                )
+            else:
+                funnel = f"livepulse_funnel_{x}_total{labels(instance, **extra)}"
+                series.append((funnel, notation(steady(steps[x])), None))
     exprs = []
     rates: dict[tuple[str, str], tuple[float, float]] = {}
 
@@ -640,6 +649,34 @@ def recording_test() -> str:
         "ratio whose denominator is 0 has no sample.",
     )
 
+    # a worker over its export cap: room "top" is exported until 10m, then summed into
+    # room_id="__other__" (which counts only what the room applies from then on), and comes
+    # back with its own series at 20m; the worker's funnel counter runs on throughout
+    k10, k20 = 10 * PER_MIN, 20 * PER_MIN
+    own = [v if k <= k10 or k > k20 else None for k, v in enumerate(steady(30))]
+    other = [None] * (k10 + 1) + [30.0 * (k - k10) for k in range(k10 + 1, SAMPLES)]
+    other[k20 + 1 :] = [other[k20]] * (SAMPLES - k20 - 1)  # flat again once "top" is back
+    top_series = [
+        (
+            f"livepulse_room_enters_total{labels(W3, room_id='top')}",
+            notation(own),
+            "top: own series until 10m and from 20m; summed into __other__ in between",
+        ),
+        (f"livepulse_room_enters_total{labels(W3, room_id='__other__')}", notation(other), None),
+        (f"livepulse_funnel_enters_total{labels(W3)}", notation(steady(30)), None),
+    ]
+    top_exprs = [
+        (at, "job:livepulse_room_enters:rate5m", [("job:livepulse_room_enters:rate5m", "2")], None)
+        for at in ("9m", "12m", "15m", "22m", "28m")
+    ]
+    top_set = group(
+        top_series,
+        (),
+        top_exprs,
+        comment="The overall rates stay exact while a room moves in and out of a worker's "
+        "export cap (2 enters/s throughout): they come from the worker's funnel counters.",
+    )
+
     steps = {"impressions": 250, "enters": 25, "product_clicks": 30, "orders_created": 3}
     steps["orders_paid"] = 2
 
@@ -706,7 +743,7 @@ def recording_test() -> str:
         "generate.py. Values of ../rules/recording.yml: the names the dashboards use, and the "
         "alert baselines."
     )
-    return document(header, ["../rules/recording.yml"], [names, edges, baselines])
+    return document(header, ["../rules/recording.yml"], [names, edges, top_set, baselines])
 
 
 # --- pipeline alerts ------------------------------------------------------------------------
@@ -752,8 +789,8 @@ WD, WL, CL, DL = (
     "LivePulseDeadLetterRateHigh",
 )
 PIPELINE_RUNBOOK = {
-    WD: "Check the worker process and its logs (`docker compose logs worker`); its partitions "
-    "move to the other workers after the session timeout.",
+    WD: "Check the worker process and its logs (`docker compose logs worker-1 worker-2`); its "
+    "partitions move to the other workers after the session timeout.",
     WL: "A source topic of this partition is stalled or far behind: compare consumer lag per "
     "topic, check the producers. A partition all of whose rooms have ended also stops its "
     "watermark (event time only advances with events).",
@@ -794,6 +831,12 @@ def pipeline_alerts_test() -> str:
         return 500
 
     series: list[Series] = [
+        (
+            f"up{labels(W4)}",
+            notation(gauge(lambda k: 0 if k < 2.5 * m else 1)),
+            "worker-4: a cold start (topics created, groups joined) takes 2.5 min to serve "
+            "/metrics: not down",
+        ),
         (
             f"up{labels(W1)}",
             notation(gauge(lambda k: 0 if 10 * m <= k < 20 * m else 1)),
@@ -892,9 +935,11 @@ def pipeline_alerts_test() -> str:
         DL, {"topic": "live.views"}, "Topic live.views: 3% of records go to the dead-letter topic."
     )
     checks = [
+        ("2m30s", WD, []),
         ("5m30s", WD, []),
         ("10m30s", WD, []),
-        ("11m30s", WD, [down]),
+        ("12m30s", WD, []),
+        ("13m30s", WD, [down]),
         ("19m30s", WD, [down]),
         ("20m30s", WD, []),
         ("26m", WL, []),
@@ -940,8 +985,9 @@ def pipeline_alerts_test() -> str:
         ],
         [
             ("30s", WD, []),
+            ("2m", WD, []),
             (
-                "2m",
+                "4m",
                 WD,
                 [
                     pipeline_alert(
