@@ -27,6 +27,7 @@ from streams.broker import Replication
 from streams.changelog import MARKER
 from streams.deadletters import DeadLetters, Reference
 from streams.ingest import Ingest, new_producer
+from streams.logs import thin_repeats
 from streams.metrics import PipelineCollector, PipelineMetrics, RoomExposition
 from streams.processor import Outcome, PartitionProcessor, ProcessorConfig
 from streams.rooms import RoomConfig, RoomState, Tally
@@ -256,9 +257,7 @@ class LivePulse:
 
     def worker(self, loop: Any = None) -> faust.Worker:
         """A Faust worker that runs the app and the ingest stage together."""
-        worker = faust.Worker(
-            self.app, IngestService(self), loop=loop, loglevel=self.settings.loglevel
-        )
+        worker = _Worker(self.app, IngestService(self), loop=loop, loglevel=self.settings.loglevel)
         # Faust's terminal spinner sets the root logger to DEBUG at log levels from warning
         # up, so that every debug call of every library builds a log record (a third of the
         # worker's time in the benchmark), and writes terminal codes into log files.
@@ -431,6 +430,12 @@ class LivePulse:
 
     def watermarks(self) -> dict[int, int | None]:
         return {p: proc.watermark for p, proc in self._served().items()}
+
+
+class _Worker(faust.Worker):
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        thin_repeats(logger)
 
 
 class IngestService(mode.Service):

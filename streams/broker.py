@@ -49,14 +49,21 @@ def port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def start_embedded(settings: Settings, log: Path | None = None) -> subprocess.Popen:
-    """Start Tansu on the loopback address of ``settings.broker``; returns once it listens."""
+def start_embedded(
+    settings: Settings, log: Path | None = None, advertised_port: int | None = None
+) -> subprocess.Popen:
+    """Start Tansu on the loopback address of ``settings.broker``; returns once it listens.
+
+    ``advertised_port``: the port clients are told to connect to (a proxy in front of it in
+    tests); the listening port by default.
+    """
     host, port = _host_port(settings)
     if host not in ("127.0.0.1", "localhost"):
         raise BrokerError(f"the embedded broker binds to loopback only, not {host}")
     if port_open("127.0.0.1", port):
         raise BrokerError(f"port {port} is already in use; set LIVEPULSE_BROKER to a free port")
     url = f"tcp://127.0.0.1:{port}"
+    advertised = f"tcp://127.0.0.1:{advertised_port or port}"
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
         [
@@ -65,7 +72,7 @@ def start_embedded(settings: Settings, log: Path | None = None) -> subprocess.Po
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            advertised,
             "--storage-engine",
             "memory://tansu/",
         ],
@@ -96,8 +103,10 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def embedded(settings: Settings, log: Path | None = None) -> Iterator[subprocess.Popen]:
-    proc = start_embedded(settings, log)
+def embedded(
+    settings: Settings, log: Path | None = None, advertised_port: int | None = None
+) -> Iterator[subprocess.Popen]:
+    proc = start_embedded(settings, log, advertised_port)
     try:
         yield proc
     finally:

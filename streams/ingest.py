@@ -109,6 +109,7 @@ class Ingest:
         await producer.start()
         letters = DeadLetters(producer, s.topic_deadletter)
         await consumer.start()
+        watchdog = asyncio.create_task(self._watch(consumer))
         try:
             while True:
                 try:
@@ -122,9 +123,17 @@ class Ingest:
                     await self._rewind(consumer)
                     await asyncio.sleep(1.0)
         finally:
+            watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):  # aiokafka#974
                 await consumer.stop()
             await producer.stop()
+
+    async def _watch(self, consumer: AIOKafkaConsumer) -> None:
+        """Once a second, whatever the ingest loop is waiting for (a send to a lost broker
+        can take the request timeout): is the broker still answering?"""
+        while True:
+            await asyncio.sleep(1.0)
+            self._watch_broker(consumer, _now_ms())
 
     async def _step(
         self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, letters: DeadLetters
@@ -260,7 +269,6 @@ class Ingest:
                         bad.reason,
                     )
         idle = self._idle_masks(consumer, now_ms)
-        self._watch_broker(consumer, now_ms)
         pending = []
         for partition in self.partitions:
             if (
@@ -295,7 +303,10 @@ class Ingest:
 
     def _watch_broker(self, consumer: AIOKafkaConsumer, now_ms: int) -> None:
         """Is the broker answering? The newest fetch answer of any assigned partition says."""
-        answers = [consumer.last_poll_timestamp(tp) for tp in consumer.assignment()]
+        try:
+            answers = [consumer.last_poll_timestamp(tp) for tp in consumer.assignment()]
+        except (AssertionError, KafkaError):  # the assignment changed meanwhile
+            return
         newest = max((a for a in answers if a is not None), default=None)
         if newest is None:
             return  # nothing assigned or nothing fetched yet: no evidence either way

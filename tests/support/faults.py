@@ -1,0 +1,76 @@
+"""Pieces the fault tests share: a broker behind a proxy, simulated sessions and their truth,
+and reading a worker's CPU time and log."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from streams import broker
+from streams.partitioner import partition_of
+from streams.recording import Recorded
+from streams.settings import Settings
+from streams.simulate import Placement, configure
+from streams.simulator import Emitted, SimConfig, compute_truth, generate
+from streams.testing import free_port
+from tests.support.proxy import Proxy, running_proxy
+
+
+@dataclass
+class BrokerBehindProxy:
+    url: str  # what clients use: the proxy
+    proxy: Proxy
+
+
+@contextlib.contextmanager
+def broker_behind_proxy(tmp: Path) -> Iterator[BrokerBehindProxy]:
+    """The embedded broker on one port, advertising the proxy's port in front of it."""
+    direct, front = free_port(), free_port()
+    settings = Settings(broker=f"kafka://127.0.0.1:{direct}")
+    with (
+        broker.embedded(settings, log=tmp / "broker.log", advertised_port=front),
+        running_proxy(front, direct) as proxy,
+    ):
+        yield BrokerBehindProxy(f"kafka://127.0.0.1:{front}", proxy)
+
+
+def session(
+    end_ms: int, partitions: int, **fields: object
+) -> tuple[SimConfig, list[Emitted], dict]:
+    """A simulated session that ends at ``end_ms``, its records and its truth."""
+    config = configure(Placement(end_ms=end_ms, speed=None), partitions=partitions, **fields)
+    records = list(generate(config))
+    return config, records, compute_truth(config, records)
+
+
+def recorded(records: list[Emitted], topics: dict[str, str], partitions: int) -> list[Recorded]:
+    return [
+        Recorded(
+            topics[r.topic],
+            partition_of(r.key, partitions) if r.key is not None else 0,
+            -1,
+            r.arrival_ms,
+            r.key,
+            r.value,
+            (),
+        )
+        for r in records
+    ]
+
+
+def write_recording(path: Path, records: list[Recorded]) -> Path:
+    path.write_bytes(b"".join(r.to_json() + b"\n" for r in records))
+    return path
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def log_lines(path: Path, needle: str) -> list[str]:
+    return [line for line in path.read_text(errors="replace").splitlines() if needle in line]
