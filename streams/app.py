@@ -80,6 +80,7 @@ class LivePulse:
         self._pending: dict[int, list[tuple[str, bytes | None]]] = {}
         self._alerts: list[asyncio.Future] = []
         self._flush_lock: asyncio.Lock | None = None
+        self._acking = 0  # envelopes the running flush covers
         self._flushed_at = time.monotonic()
         self._lookup: AIOKafkaConsumer | None = None
         #: the room_id="__other__" counts of processors this worker no longer has
@@ -125,6 +126,9 @@ class LivePulse:
                 self.watermarks,
                 self.ingest.consumer_lag,
                 lambda: self.ingest.broker_up,
+                lambda: self.store.restored,
+                self._recovery,
+                lambda: len(self._unacked) + self._acking,
             )
         )
         self.exposition = RoomExposition(s.window_ms, s.metrics_max_rooms)
@@ -142,6 +146,11 @@ class LivePulse:
             self.dead_letters = DeadLetters(await self._producer(), self.settings.topic_deadletter)
         return self.dead_letters
 
+    def _recovery(self) -> tuple[bool, int]:
+        """(recovering, changelog records still to read), from Faust's table recovery."""
+        recovery = self.app.tables.recovery
+        return bool(recovery.in_recovery), recovery.active_remaining_total()
+
     @property
     def store(self) -> store.PartitionStore:
         return self.table.data  # type: ignore[return-value]
@@ -149,6 +158,7 @@ class LivePulse:
     # -- the stateful agent ----------------------------------------------------------------
     def _wire(self) -> None:
         app = self.app
+        every_s = self.settings.changelog_flush_seconds
 
         @app.agent(self.batches, name="funnel")
         async def funnel(stream: faust.StreamT) -> None:
@@ -160,6 +170,14 @@ class LivePulse:
                 self._unacked.append(event)
                 if time.monotonic() - self._flushed_at >= every:
                     await self.flush()
+
+        @app.timer(interval=self.settings.changelog_flush_seconds)
+        async def flush_when_quiet() -> None:
+            """The agent flushes when an envelope comes; when none comes, this does, so the
+            last envelopes before a quiet spell become durable (and committed) too."""
+            behind = self._unacked or any(self._pending.values())
+            if behind and time.monotonic() - self._flushed_at >= every_s:
+                await self.flush()
 
         @app.on_partitions_revoked.connect
         async def forget(sender: Any, revoked: Any, **kwargs: Any) -> None:
@@ -343,48 +361,63 @@ class LivePulse:
         if self._flush_lock is None:
             self._flush_lock = asyncio.Lock()
         async with self._flush_lock:
-            # Step 1
-            unacked, self._unacked = self._unacked, []
-            for partition, proc in self.processors.items():
-                records = proc.changes()
-                if records:
-                    self._pending.setdefault(partition, []).extend(records)
-            pending = {p: records for p, records in self._pending.items() if records}
-            alerts, self._alerts = self._alerts, []
+            self.metrics.flushing.set(1)
             try:
-                producer = await self._producer()
-                topic = self.table.changelog_topic_name
-                # Step 2
-                await asyncio.gather(
-                    *[
-                        future
-                        for p, records in pending.items()
-                        for future in await _send_in_batches(producer, topic, p, records)
-                    ]
-                )
-                # Step 3
-                markers = {
-                    p: await producer.send(topic, None, key=MARKER.encode(), partition=p)
-                    for p in pending
-                }
-                offsets = {p: (await fut).offset for p, fut in markers.items()}
-                # Step 4
-                await asyncio.gather(*alerts)
-                if self.dead_letters is not None:
-                    await self.dead_letters.flush(await self._lookup_consumer())
-            except (KafkaError, OSError, asyncio.TimeoutError) as exc:
-                self._unacked = unacked + self._unacked
-                self._alerts = alerts + self._alerts
-                self.metrics.flush_failures.inc()
-                log.warning("changelog flush failed (%s); will retry, nothing acked", exc)
-                return
-            # Step 5
-            for p, records in pending.items():
-                self.store.write(p, records, offsets[p])
-                self._pending[p] = self._pending[p][len(records) :]
-            for event in unacked:
-                event.ack()
-            self._flushed_at = time.monotonic()
+                await self._flush()
+            finally:
+                self.metrics.flushing.set(0)
+
+    async def _flush(self) -> None:
+        """Steps 1 to 5 of :meth:`flush`, under its lock."""
+        started = time.monotonic()
+        # Step 1
+        unacked, self._unacked = self._unacked, []
+        self._acking = len(unacked)
+        for partition, proc in self.processors.items():
+            records = proc.changes()
+            if records:
+                self._pending.setdefault(partition, []).extend(records)
+        pending = {p: records for p, records in self._pending.items() if records}
+        alerts, self._alerts = self._alerts, []
+        try:
+            producer = await self._producer()
+            topic = self.table.changelog_topic_name
+            # Step 2
+            await asyncio.gather(
+                *[
+                    future
+                    for p, records in pending.items()
+                    for future in await _send_in_batches(producer, topic, p, records)
+                ]
+            )
+            # Step 3
+            markers = {
+                p: await producer.send(topic, None, key=MARKER.encode(), partition=p)
+                for p in pending
+            }
+            offsets = {p: (await fut).offset for p, fut in markers.items()}
+            # Step 4
+            await asyncio.gather(*alerts)
+            if self.dead_letters is not None:
+                await self.dead_letters.flush(await self._lookup_consumer())
+        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+            self._unacked = unacked + self._unacked
+            self._acking = 0
+            self._alerts = alerts + self._alerts
+            self.metrics.flush_failures.inc()
+            log.warning("changelog flush failed (%s); will retry, nothing acked", exc)
+            return
+        # Step 5
+        for p, records in pending.items():
+            self.store.write(p, records, offsets[p])
+            self._pending[p] = self._pending[p][len(records) :]
+            self.metrics.changelog_written.inc(len(records))
+        for event in unacked:
+            event.ack()
+        self._acking = 0
+        self._flushed_at = time.monotonic()
+        if pending or unacked:
+            self.metrics.flush_seconds.observe(self._flushed_at - started)
 
     async def _lookup_consumer(self) -> AIOKafkaConsumer:
         """A group-less consumer for reading back records to dead-letter."""

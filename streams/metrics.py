@@ -27,8 +27,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import msgspec
-from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from streams.contract import OTHER
@@ -140,6 +140,22 @@ class PipelineMetrics:
             "Group commits that the broker did not acknowledge; retried, nothing acked.",
             registry=registry,
         )
+        self.flush_seconds = Histogram(
+            "livepulse_changelog_flush_seconds",
+            "Group commits the broker acknowledged: from taking the records to the last ack.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=registry,
+        )
+        self.changelog_written = Counter(
+            "livepulse_changelog_records_written",
+            "Room records of the changelog the broker acknowledged (markers not counted).",
+            registry=registry,
+        )
+        self.flushing = Gauge(
+            "livepulse_changelog_flush_in_progress",
+            "1 while a group commit waits for the broker's acknowledgements.",
+            registry=registry,
+        )
         # what every room of the worker applied, by funnel step: exact sums over all rooms
         # however the exported set changes (the job: recording rules use these)
         self.funnel = [
@@ -217,12 +233,18 @@ class PipelineCollector(Collector):
         watermarks: Callable[[], Mapping[int, int | None]],
         consumer_lag: Callable[[], Mapping[tuple[str, int], int]],
         broker_up: Callable[[], bool] = lambda: True,
+        restored: Callable[[], int] = lambda: 0,
+        recovery: Callable[[], tuple[bool, int]] = lambda: (False, 0),
+        unacked: Callable[[], int] = lambda: 0,
     ) -> None:
         self._active_rooms = active_rooms
         self._standby_rooms = standby_rooms
         self._watermarks = watermarks
         self._consumer_lag = consumer_lag
         self._broker_up = broker_up
+        self._restored = restored
+        self._recovery = recovery
+        self._unacked = unacked
 
     def collect(self) -> Iterator:
         up = GaugeMetricFamily(
@@ -231,6 +253,34 @@ class PipelineCollector(Collector):
         )
         up.add_metric([], 1 if self._broker_up() else 0)
         yield up
+
+        restored = CounterMetricFamily(
+            "livepulse_changelog_records_restored",
+            "Changelog records this worker read back into its store: recovery and standby.",
+        )
+        restored.add_metric([], self._restored())
+        yield restored
+
+        in_recovery, remaining = self._recovery()
+        recovering = GaugeMetricFamily(
+            "livepulse_recovery_in_progress",
+            "1 while the worker reads its partitions' changelog back before serving them.",
+        )
+        recovering.add_metric([], 1 if in_recovery else 0)
+        yield recovering
+        left = GaugeMetricFamily(
+            "livepulse_recovery_remaining_records",
+            "Changelog records still to read before the owned partitions are recovered.",
+        )
+        left.add_metric([], remaining)
+        yield left
+
+        unacked = GaugeMetricFamily(
+            "livepulse_envelopes_unacked",
+            "Envelopes applied in memory and not yet acked: their changes are not yet durable.",
+        )
+        unacked.add_metric([], self._unacked())
+        yield unacked
 
         held = GaugeMetricFamily(
             "livepulse_rooms",

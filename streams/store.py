@@ -115,6 +115,7 @@ class PartitionStore(MemoryStore):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.parts: dict[int, _Partition] = {}
+        self.restored = 0  # changelog records read back (recovery and standby), ever
 
     @property
     def durable(self) -> bool:
@@ -152,6 +153,7 @@ class PartitionStore(MemoryStore):
             message = event.message
             items, offset = by_partition.get(message.partition, ([], -1))
             items.append((to_key(event.key), message.value))
+            self.restored += 1
             by_partition[message.partition] = (items, max(offset, message.offset))
         for partition, (items, offset) in by_partition.items():
             self.partition(partition).apply(items, offset)

@@ -109,7 +109,8 @@ class Pipeline:
         return f"http://127.0.0.1:{self.settings.web_port}"
 
     # -- the worker ------------------------------------------------------------------------
-    def start_worker(self, timeout: float = 120) -> None:
+    def start_worker(self, timeout: float = 120, wait: bool = True) -> None:
+        """Start the worker process; unless ``wait`` is false, until ``/ready`` says 200."""
         with open(self.log, "ab") as out:
             self.worker = subprocess.Popen(
                 [sys.executable, "-m", "streams.cli", "worker"],
@@ -126,7 +127,8 @@ class Pipeline:
             except OSError:
                 return False
 
-        wait_until(ready, timeout, "the worker to be ready", self.log)
+        if wait:
+            wait_until(ready, timeout, "the worker to be ready", self.log)
 
     def stop_worker(self, sig: int = signal.SIGTERM) -> None:
         if self.worker is None or self.worker.poll() is not None:

@@ -2,8 +2,9 @@
 
 The broker advertises the proxy's port, so every connection (metadata included) goes through
 it. ``cut()`` closes every connection and refuses new ones (a broker lost); ``stall()`` keeps
-connections open but forwards nothing (a broker or network that hangs); ``heal()`` goes back
-to forwarding. It runs on an event loop of its own, in a thread.
+connections open but forwards nothing (a broker or network that hangs); ``throttle(rate)``
+forwards at most ``rate`` bytes per second per direction of a connection (a slow link);
+``heal()`` goes back to forwarding at full speed. It runs on an event loop of its own, in a thread.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Proxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._flowing = asyncio.Event()
         self.mode = "forward"
+        self.rate: float | None = None  # bytes/s per direction of a connection while throttled
 
     # -- control, from any thread --------------------------------------------------------
     def start(self) -> None:
@@ -36,7 +38,11 @@ class Proxy:
     def stall(self) -> None:
         self._call(self._set("stall"))
 
+    def throttle(self, bytes_per_second: float) -> None:
+        self.rate = bytes_per_second
+
     def heal(self) -> None:
+        self.rate = None
         self._call(self._heal())
 
     def close(self) -> None:
@@ -100,6 +106,8 @@ class Proxy:
                     break
                 writer.write(data)
                 await writer.drain()
+                if self.rate is not None:
+                    await asyncio.sleep(len(data) / self.rate)
         except (ConnectionError, OSError):
             pass
         finally:

@@ -35,7 +35,16 @@ def assert_matches_truth(
             for w in detail["windows"]
             if w["closed"] and w["window_start"] >= first
         }
-        assert sorted(got) == [w["window_start"] for w in expected], room
+        starts = [w["window_start"] for w in expected]
+        assert sorted(got) == starts, (
+            room,
+            "missing",
+            sorted(set(starts) - set(got)),
+            "extra",
+            sorted(set(got) - set(starts)),
+            "open",
+            [w["window_start"] for w in detail["windows"] if not w["closed"]],
+        )
         for want in expected:
             have = got[want["window_start"]]
             for name in COUNTS:
