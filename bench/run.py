@@ -88,6 +88,7 @@ class Plan:
     latency_s: float
     latency_rate: float
     memory_rooms: tuple[int, ...]
+    recovery_rooms: int
     seed: int
     phases: tuple[str, ...]
 
@@ -101,12 +102,13 @@ class Plan:
             latency_s=20 if quick else 60,
             latency_rate=10_000,
             memory_rooms=(10_000, 30_000) if quick else (10_000, 100_000),
+            recovery_rooms=20_000 if quick else 100_000,
             seed=seed,
             phases=phases,
         )
 
 
-PHASES = ("ceiling", "textbook", "livepulse", "latency", "memory")
+PHASES = ("ceiling", "textbook", "livepulse", "latency", "memory", "recovery")
 #: Sequence numbers of the sentinels' events, above any the load uses.
 SENTINEL_SEQ = 10**12
 
@@ -208,9 +210,10 @@ def preload_in_background(
 
 
 def livepulse_env(
-    settings: Settings, port: int, state: Path, window_ms: int = WINDOW_MS
+    settings: Settings, port: int, state: Path, window_ms: int = WINDOW_MS, **extra: str
 ) -> dict[str, str]:
     return clean_env(
+        **extra,
         LIVEPULSE_WINDOW_SECONDS=str(window_ms // 1000),
         LIVEPULSE_BROKER=settings.broker,
         LIVEPULSE_PARTITIONS=str(PARTITIONS),
@@ -226,11 +229,12 @@ def livepulse_env(
 
 @contextlib.contextmanager
 def livepulse_worker(
-    settings: Settings, tmp: Path, name: str, window_ms: int = WINDOW_MS
+    settings: Settings, tmp: Path, name: str, window_ms: int = WINDOW_MS, **extra: str
 ) -> Iterator[tuple[Child, str]]:
-    """The real worker (``python -m streams.cli worker``); yields it and its base URL."""
+    """The real worker (``python -m streams.cli worker``); yields it and its base URL.
+    Workers of the same ``name`` share a state directory."""
     port = free_port()
-    env = livepulse_env(settings, port, tmp / f"state-{name}", window_ms)
+    env = livepulse_env(settings, port, tmp / f"state-{name}", window_ms, **extra)
     with child(
         f"livepulse worker ({name})", ["-m", "streams.cli", "worker"], env, tmp / f"{name}.log"
     ) as worker:
@@ -730,6 +734,67 @@ def run_memory(tmp: Path, n: int, seed: int) -> dict[str, Any]:
         }
 
 
+def _gauge(base: str, name: str) -> float | None:
+    status, body = http_get(base + "/metrics", timeout=300)
+    if status != 200:
+        return None
+    return sum(v for _, v in metric_values(body.decode(), (name,)).get(name, []))
+
+
+def _wait_durable(base: str, worker: Child, last: dict[int, str], n: int) -> None:
+    """Until every room arrived and the changelog holds every change."""
+    deadline = time.monotonic() + 900
+    pending = dict(last)
+    while True:
+        worker.check()
+        if time.monotonic() > deadline:
+            raise BenchError(f"{n} rooms were not durable within 900 s; log: {worker.log}")
+        for p, room in list(pending.items()):
+            ws = room_windows(base, room)
+            if room_sum(ws, "enters") and room_sum(ws, "product_impressions"):
+                del pending[p]
+        if not pending and _gauge(base, "livepulse_rooms_unflushed") == 0:
+            return
+        time.sleep(0.5)
+
+
+def _restart(settings: Settings, tmp: Path, name: str, n: int, store: str) -> dict[str, Any]:
+    """Start a worker on an existing changelog; seconds from its start to /ready, records
+    read back from the changelog, and the rooms it then serves."""
+    started = time.monotonic()
+    with livepulse_worker(settings, tmp, name, LIVEPULSE_STORE=store) as (worker, base):
+        wait_for(base + "/ready", worker, 900, f"the {name} worker to be ready")
+        ready_s = time.monotonic() - started
+        restored = _gauge(base, "livepulse_changelog_records_restored_total")
+        active = active_rooms(base)[0]
+        if active != n:
+            raise BenchError(f"{name}: {active} rooms served after recovery, expected {n}")
+        return {"store": store, "seconds_to_ready": ready_s, "records_restored": restored}
+
+
+def run_recovery(tmp: Path, n: int, seed: int) -> dict[str, Any]:
+    """The same changelog of ``n`` rooms recovered three ways: RocksDB with its state
+    directory (reads only what the directory lacks), RocksDB without, and memory (both read
+    the whole changelog)."""
+    with fresh_broker(tmp, f"recovery-{n}") as (settings, _):
+        with livepulse_worker(settings, tmp, "recovery-rocksdb", LIVEPULSE_STORE="rocksdb") as (
+            worker,
+            base,
+        ):
+            wait_for(base + "/ready", worker, 180, "the recovery worker to be ready")
+            records, last = memory_records(n, seed)
+            asyncio.run(load.preload(settings.bootstrap_servers, records))
+            _wait_durable(base, worker, last, n)
+            written = _gauge(base, "livepulse_changelog_records_written_total")
+        say(f"recovery: {n:,} rooms durable ({written:,.0f} changelog records); restarting")
+        runs = {
+            "rocksdb_with_state": _restart(settings, tmp, "recovery-rocksdb", n, "rocksdb"),
+            "rocksdb_empty_state": _restart(settings, tmp, "recovery-fresh", n, "rocksdb"),
+            "memory": _restart(settings, tmp, "recovery-memory", n, "memory"),
+        }
+        return {"rooms": n, "changelog_records_written": written, **runs}
+
+
 # -- output --------------------------------------------------------------------------------
 def machine() -> dict[str, Any]:
     model = "unknown"
@@ -793,7 +858,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines = []  # no contender ran
     lat = results.get("latency")
     mem = results.get("memory") or {}
-    if lat or mem:
+    rec = results.get("recovery")
+    if lat or mem or rec:
         lines += [""] if lines else []
         lines += ["| LivePulse figure | value |", "|---|---|"]
     if lat:
@@ -818,6 +884,18 @@ def markdown(results: dict[str, Any]) -> str:
             f"{_num(m.get('scrape_rooms_exported'))} rooms with own series (cap "
             f'LIVEPULSE_METRICS_MAX_ROOMS), the rest in room_id="__other__" |',
         ]
+    if rec:
+        for key, label in (
+            ("rocksdb_with_state", "RocksDB, with its state directory"),
+            ("rocksdb_empty_state", "RocksDB, empty state directory"),
+            ("memory", "memory store"),
+        ):
+            r = rec[key]
+            lines.append(
+                f"| restart to /ready on a changelog of {rec['rooms']:,} rooms, {label} | "
+                f"{r['seconds_to_ready']:.1f} s, {_num(r['records_restored'])} changelog "
+                f"records read back |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -895,6 +973,9 @@ def run(plan: Plan, tmp: Path) -> dict[str, Any]:
         for n in plan.memory_rooms:
             say(f"memory: {n:,} rooms")
             results["memory"][str(n)] = run_memory(tmp, n, plan.seed)
+    if "recovery" in plan.phases:
+        say(f"recovery: {plan.recovery_rooms:,} rooms")
+        results["recovery"] = run_recovery(tmp, plan.recovery_rooms, plan.seed)
     return results
 
 

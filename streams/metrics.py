@@ -236,6 +236,7 @@ class PipelineCollector(Collector):
         restored: Callable[[], int] = lambda: 0,
         recovery: Callable[[], tuple[bool, int]] = lambda: (False, 0),
         unacked: Callable[[], int] = lambda: 0,
+        unflushed: Callable[[], int] = lambda: 0,
     ) -> None:
         self._active_rooms = active_rooms
         self._standby_rooms = standby_rooms
@@ -245,6 +246,7 @@ class PipelineCollector(Collector):
         self._restored = restored
         self._recovery = recovery
         self._unacked = unacked
+        self._unflushed = unflushed
 
     def collect(self) -> Iterator:
         up = GaugeMetricFamily(
@@ -281,6 +283,12 @@ class PipelineCollector(Collector):
         )
         unacked.add_metric([], self._unacked())
         yield unacked
+        unflushed = GaugeMetricFamily(
+            "livepulse_rooms_unflushed",
+            "Rooms changed in memory whose change the changelog does not yet hold.",
+        )
+        unflushed.add_metric([], self._unflushed())
+        yield unflushed
 
         held = GaugeMetricFamily(
             "livepulse_rooms",

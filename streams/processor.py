@@ -191,6 +191,11 @@ class PartitionProcessor:
                 self._schedule(state)  # the next window end, or the expiry: both > watermark
         return out
 
+    @property
+    def dirty(self) -> int:
+        """Rooms changed since the last :meth:`changes`."""
+        return len(self._dirty)
+
     def changes(self) -> list[tuple[str, bytes | None]]:
         """The records the changelog lacks since the last call, in the order that keeps every
         prefix of the log consistent (:mod:`streams.changelog`); ``None`` deletes a key."""
