@@ -777,11 +777,13 @@ def run_recovery(tmp: Path, n: int, seed: int) -> dict[str, Any]:
     directory (reads only what the directory lacks), RocksDB without, and memory (both read
     the whole changelog)."""
     with fresh_broker(tmp, f"recovery-{n}") as (settings, _):
+        started = time.monotonic()
         with livepulse_worker(settings, tmp, "recovery-rocksdb", LIVEPULSE_STORE="rocksdb") as (
             worker,
             base,
         ):
             wait_for(base + "/ready", worker, 180, "the recovery worker to be ready")
+            empty_s = time.monotonic() - started
             records, last = memory_records(n, seed)
             asyncio.run(load.preload(settings.bootstrap_servers, records))
             _wait_durable(base, worker, last, n)
@@ -792,7 +794,12 @@ def run_recovery(tmp: Path, n: int, seed: int) -> dict[str, Any]:
             "rocksdb_empty_state": _restart(settings, tmp, "recovery-fresh", n, "rocksdb"),
             "memory": _restart(settings, tmp, "recovery-memory", n, "memory"),
         }
-        return {"rooms": n, "changelog_records_written": written, **runs}
+        return {
+            "rooms": n,
+            "changelog_records_written": written,
+            "seconds_to_ready_on_empty_changelog": empty_s,
+            **runs,
+        }
 
 
 # -- output --------------------------------------------------------------------------------
@@ -885,6 +892,10 @@ def markdown(results: dict[str, Any]) -> str:
             f'LIVEPULSE_METRICS_MAX_ROOMS), the rest in room_id="__other__" |',
         ]
     if rec:
+        lines.append(
+            f"| first start to /ready, empty changelog (start-up and group join) | "
+            f"{rec['seconds_to_ready_on_empty_changelog']:.1f} s |"
+        )
         for key, label in (
             ("rocksdb_with_state", "RocksDB, with its state directory"),
             ("rocksdb_empty_state", "RocksDB, empty state directory"),

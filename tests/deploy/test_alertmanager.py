@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.promtool import alertmanager, amtool
+from tests.support.promtool import alertmanager, amtool
 
 CONFIG = Path(__file__).parents[2] / "deploy" / "alertmanager" / "alertmanager.yml"
 PLACEHOLDER = "http://alert-receiver.invalid/"

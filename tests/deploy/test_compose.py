@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from streams.settings import Settings
-from tests.promtool import amtool, promtool, tools_venv
+from tests.support.promtool import amtool, promtool, tools_venv
 
 ROOT = Path(__file__).parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from deploy.grafana.queries import DASHBOARD, dashboard_queries, load, panels, room_variable
-from tests.promtool import promtool, tools_venv
+from tests.support.promtool import promtool, tools_venv
 
 ROOT = Path(__file__).parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"

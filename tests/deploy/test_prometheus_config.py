@@ -3,7 +3,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.promtool import promtool
+from tests.support.promtool import promtool
 
 DEPLOY = Path(__file__).parents[2] / "deploy"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.promtool import promtool
+from tests.support.promtool import promtool
 
 PROMETHEUS = Path(__file__).parents[2] / "deploy" / "prometheus"
 RULES = sorted((PROMETHEUS / "rules").glob("*.yml"))

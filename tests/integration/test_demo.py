@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orjson
 
-from tests.integration.conftest import free_port, wait_until
+from tests.support.stack import free_port, wait_until
 
 
 def _open_windows(url: str) -> dict[str, tuple[int, int]]:

@@ -11,7 +11,7 @@ import asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams import broker
-from tests.integration.conftest import Stack
+from tests.support.stack import Stack
 
 
 async def test_end_offset_is_last_batch_base_plus_one(stack: Stack) -> None:

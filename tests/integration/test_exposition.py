@@ -8,9 +8,9 @@ import uuid
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from tests import scenario
-from tests.integration.conftest import Stack, flush_records, send_all, wait_closed
-from tests.promtool import promtool
+from tests.support import scenario
+from tests.support.promtool import promtool
+from tests.support.stack import Stack, flush_records, send_all, wait_closed
 
 
 async def test_scrape_passes_promtool_check_metrics(

@@ -12,9 +12,9 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from tests import scenario
-from tests.helpers import assert_windows_equal
-from tests.integration.conftest import (
+from tests.support import scenario
+from tests.support.events import assert_windows_equal
+from tests.support.stack import (
     PARTITIONS,
     Stack,
     flush_records,

@@ -40,7 +40,7 @@ from deploy.grafana.queries import dashboard_queries, room_variable
 from streams import broker
 from streams.settings import Settings
 from streams.testing import TEST_SETTINGS, Pipeline, free_port, wait_until
-from tests.prometheus_server import (
+from tests.support.prometheus_server import (
     JOB,
     WITHOUT_OFFSET,
     PrometheusServer,
@@ -51,7 +51,7 @@ from tests.prometheus_server import (
     running_prometheus,
     wait_ready,
 )
-from tests.promtool import promtool
+from tests.support.promtool import promtool
 
 PARTITIONS = 2  # one per worker; the session's rooms hash to both (room-0003/0005 to 1)
 SESSION = {"seed": 38, "rooms": 5, "minutes": 12, "rate": 400}

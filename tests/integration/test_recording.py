@@ -12,7 +12,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from streams import broker
-from tests.integration.conftest import Stack
+from tests.support.stack import Stack
 
 
 def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess:

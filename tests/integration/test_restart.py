@@ -15,9 +15,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.changelog import MARKER
 from streams.rooms import RoomRecord
-from tests import scenario
-from tests.helpers import assert_windows_equal
-from tests.integration.conftest import (
+from tests.support import scenario
+from tests.support.events import assert_windows_equal
+from tests.support.stack import (
     Stack,
     flush_records,
     running_stack,

@@ -21,7 +21,7 @@ from streams.rules_eval import (
     prometheus_server,
 )
 from streams.simulator import SimConfig, incidents
-from tests.promtool import _required, promtool
+from tests.support.promtool import _required, promtool
 
 #: 4 rooms for 20 minutes at 400 events/s; one payment outage, 8.3-15.3 min into the session
 #: in room-0001 (about 8 orders created a minute there). End time far from the wall clock:

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tests.integration.conftest import (
+from tests.support.stack import (
     PARTITIONS,
     Stack,
     free_port,

@@ -20,7 +20,7 @@ from streams.app import create_app
 from streams.demo import settings_env
 from streams.security import client_options, faust_credentials
 from streams.settings import Settings, explain
-from tests.unit.test_cli import _one_line_error, run
+from tests.support.cli import one_line_error, run
 
 TLS = Path(__file__).parent.parent / "data" / "tls"  # a throwaway test CA and client cert
 SECRET = "s3cret-Pa55"
@@ -129,11 +129,11 @@ def test_secrets_stay_out_of_reprs_and_errors() -> None:
 
 def test_incomplete_security_settings_are_one_line_errors(tmp_path: Path) -> None:
     env = {"LIVEPULSE_SECURITY_PROTOCOL": "SASL_SSL", "LIVEPULSE_SASL_USERNAME": "u"}
-    assert "LIVEPULSE_SASL_PASSWORD" in _one_line_error(run("worker", env=env))
+    assert "LIVEPULSE_SASL_PASSWORD" in one_line_error(run("worker", env=env))
     env = {"LIVEPULSE_SSL_CAFILE": str(tmp_path / "missing.pem")}
-    assert "LIVEPULSE_SSL_CAFILE" in _one_line_error(run("produce", "x.jsonl", env=env))
+    assert "LIVEPULSE_SSL_CAFILE" in one_line_error(run("produce", "x.jsonl", env=env))
     env = {"LIVEPULSE_SASL_MECHANISM": "GSSAPI"}
-    assert "LIVEPULSE_SASL_MECHANISM" in _one_line_error(run("worker", env=env))
+    assert "LIVEPULSE_SASL_MECHANISM" in one_line_error(run("worker", env=env))
 
 
 def test_the_agent_consumer_waits_at_most_the_configured_fetch_time() -> None:

@@ -16,10 +16,10 @@ from streams.contract import Ev, Kind
 from streams.metrics import OTHER_ROOMS, PipelineCollector, PipelineMetrics, RoomExposition
 from streams.processor import PartitionProcessor
 from streams.rooms import RoomState
-from tests import scenario
-from tests.helpers import number_by_topic
-from tests.promtool import promtool
-from tests.unit.test_processor import BASE, config, flush
+from tests.support import scenario
+from tests.support.events import number_by_topic
+from tests.support.harness import BASE, config, flush
+from tests.support.promtool import promtool
 
 GOLDEN = Path(__file__).parent.parent / "data" / "golden.metrics"
 TOPICS = ("live.views", "live.clicks", "live.orders")

@@ -14,8 +14,8 @@ from jsonschema import Draft202012Validator
 from streams.partitioner import partition_of
 from streams.simulator import Emitted, SimConfig, compute_truth
 from streams.simulator.truth import check
-from tests import scenario
-from tests.helpers import assert_windows_equal
+from tests.support import scenario
+from tests.support.events import assert_windows_equal
 
 B = 1_700_000_040_000  # a window start (multiple of 60 000)
 CONFIG = SimConfig(end_ms=None, incidents=(), window_ms=60_000, grace_ms=5_000, partitions=4)
@@ -240,7 +240,8 @@ def test_duplicates_count_once_and_a_room_keeps_its_first_currency() -> None:
 
 
 def test_the_shared_scenario_gives_its_hand_computed_windows() -> None:
-    """tests/scenario.py (worked out by hand for the stream) through the truth's own rules."""
+    """tests/support/scenario.py (worked out by hand for the stream) through the truth's
+    own rules."""
     base = B
     records = []
     for n, (kind, body) in enumerate(scenario.events("room-s", base)):

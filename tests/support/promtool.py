@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 #: Pinned CLI tools kept out of the project's venv (`make .venv-tools`).
-TOOLS_VENV = Path(__file__).parents[1] / ".venv-tools"
+TOOLS_VENV = Path(__file__).parents[2] / ".venv-tools"
 
 
 def _required(name: str, missing: str, install: str) -> str:

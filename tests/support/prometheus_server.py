@@ -26,9 +26,9 @@ from typing import Any
 import orjson
 import yaml
 
-from tests.promtool import _required
+from tests.support.promtool import _required
 
-DEPLOY = Path(__file__).parents[1] / "deploy" / "prometheus"
+DEPLOY = Path(__file__).parents[2] / "deploy" / "prometheus"
 JOB = "livepulse"
 #: Prefix of the test-only copies of the rules that need history (see write_without_offset).
 WITHOUT_OFFSET = "e2e_without_offset:"
