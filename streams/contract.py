@@ -7,7 +7,7 @@ microseconds; ``tests/unit/test_contract.py`` checks that both accept and reject
 records. :func:`decode` is total: whatever bytes arrive, it returns an :class:`Ev` or raises
 :class:`InvalidRecord` with a reason, never anything else.
 
-Bounds (every one is in the README's contract table):
+Bounds (every one is in docs/contract.md's table):
 
 * ``ts`` from 0 to :data:`TS_MAX` (9999-12-31T23:59:59.999Z);
 * ``watch_ms`` at most :data:`WATCH_MS_MAX`, ``quantity`` 1 to :data:`QUANTITY_MAX`,

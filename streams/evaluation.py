@@ -598,7 +598,7 @@ def _num(value: float | None, digits: int = 2) -> str:
 
 
 def rows(result: dict, source: str) -> list[list[str]]:
-    """The report of one source as table rows (header first), for the terminal and README."""
+    """The report of one source as table rows (header first), for the terminal and docs."""
     rep = result[source]
     out = [
         [

@@ -310,7 +310,7 @@ def explain(error: ValidationError) -> str:
 
 
 def markdown_table() -> str:
-    """The settings as the README's table (``python -m streams.settings``; a test compares)."""
+    """The settings as docs/settings.md shows them (``python -m streams.settings``; tested)."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for name, field in Settings.model_fields.items():
         default = field.get_default(call_default_factory=True)

@@ -1,6 +1,6 @@
 """Event-time rules: lateness, the per-partition watermark, and when a source counts as idle.
 
-The contract (README, "Windows and time"):
+The contract (docs/time.md):
 
 * Windows are tumbling, ``size_ms`` long, aligned to the epoch: ``[start, start + size_ms)``.
 * Each source topic-partition has a *frontier*: the largest event time seen on it, each event

@@ -234,7 +234,7 @@ UP_STATES = value_map({"0": ("DOWN", "red"), "1": ("UP", "green")})
 
 # --- the dashboard ----------------------------------------------------------------------------
 
-#: Row titles, in order; the README explains each.
+#: Row titles, in order; docs/deployment.md explains each.
 ROWS = (
     "Overview: all rooms",
     "Room $room: funnel and its rates",

@@ -1,15 +1,15 @@
 """Ground truth: the windows contract v1 says a stream of records must produce.
 
-Written from the README and the JSON Schemas, deliberately without importing the stream code
-(``streams.contract``, ``windows``, ``funnel``, ``rooms``, ``processor``): if both agree, it is
-not because they share a bug. It is computed from the records alone; the generator's labels
-are only counted (``totals``), never trusted.
+Written from docs/contract.md, docs/time.md and the JSON Schemas, deliberately without
+importing the stream code (``streams.contract``, ``windows``, ``funnel``, ``rooms``,
+``processor``): if both agree, it is not because they share a bug. It is computed from the
+records alone; the generator's labels are only counted (``totals``), never trusted.
 
 The rules, restated simply:
 
 * A record is **malformed** (not applied) when its value is not a JSON object (``json``), when
   the object breaks the schema of its topic (``schema``: required fields, types, the bounds
-  of the README's contract table: ``ts`` in 0..9999-12-31, ``quantity`` 1..10^6,
+  of docs/contract.md's table: ``ts`` in 0..9999-12-31, ``quantity`` 1..10^6,
   ``amount_cents`` 0..10^12, ``watch_ms`` 0..7 days, ids of 1..128 characters without control
   characters, no ``room_id`` or ``product_id`` starting with ``__``, an ISO 4217
   ``currency`` with a minor unit, a ``type`` of that topic, at most 16 containers deep), or
@@ -72,7 +72,7 @@ TYPES = {
 _SLOTS = 11
 
 
-# contract v1's bounds, restated from the README's contract table
+# contract v1's bounds, restated from docs/contract.md
 TS_MAX = 253_402_300_799_999
 WATCH_MAX = 604_800_000
 QUANTITY_MAX = 1_000_000

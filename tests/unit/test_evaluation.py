@@ -250,7 +250,7 @@ def test_bad_options_get_one_line(args: list[str], message: str) -> None:
 
 
 #: The small configuration run by `make test` (about 25 s on two cores). The full one is
-#: `livepulse evaluate-alerts` with its defaults (README, "Alerts").
+#: `livepulse evaluate-alerts` with its defaults (docs/alerts.md).
 SMALL = EvalConfig(seeds=(1, 2, 3, 4), rooms=6, minutes=20, rate=800)
 
 
@@ -260,9 +260,9 @@ def test_small_evaluation_meets_the_targets_it_can() -> None:
     Targets: recall >= 0.95 for payment trouble and traffic cuts (rooms >= 200 enters/min),
     median delay <= 2 closed windows, <= 1 false alert per 10 room-hours. The stock-out and
     conversion-decay target (recall >= 0.9) is not met, in the full run either: many of those
-    incidents hold too little evidence in per-window counts (README). 20-minute sessions leave
-    a stock-out too little history to be judged against (none of these four is found; the
-    stock-out test is exercised in test_detector.py); for decay only a floor is kept.
+    incidents hold too little evidence in per-window counts (docs/alerts.md). 20-minute
+    sessions leave a stock-out too little history to be judged against (none of these four is
+    found; the stock-out test is exercised in test_detector.py); for decay only a floor is kept.
     """
     result = evaluate(SMALL, jobs=2)
     rep = result["detector"]

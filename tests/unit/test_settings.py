@@ -44,7 +44,7 @@ def test_broker_without_hosts_is_refused() -> None:
     assert "LIVEPULSE_BROKER" in explain(info.value)
 
 
-def test_the_readme_lists_every_setting_as_the_code_has_it() -> None:
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+def test_the_settings_page_lists_every_setting_as_the_code_has_it() -> None:
+    readme = (Path(__file__).parents[2] / "docs" / "settings.md").read_text()
     block = readme.split("<!-- settings:begin -->\n", 1)[1].split("<!-- settings:end -->", 1)[0]
     assert block == markdown_table(), "run `python -m streams.settings` and paste the table"
