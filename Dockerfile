@@ -11,12 +11,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --create-home --uid 10001 --user-group livepulse
 
 # Only what the package is built from: pyproject (README.md is its long description), the
-# code and the wire contract.
+# pinned dependencies, the code and the wire contract.
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY streams ./streams
 COPY schemas ./schemas
-RUN pip install . && cd / && rm -rf /src
+RUN pip install -r requirements.lock && pip install --no-deps . && cd / && rm -rf /src
 
 USER livepulse
 WORKDIR /home/livepulse

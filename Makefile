@@ -6,20 +6,24 @@ BIN    := $(VENV)/bin
 # check-jsonschema (validates docker-compose.yml) and grafana-foundation-sdk (Python >= 3.11,
 # generates the Grafana dashboard).
 TOOLS  ?= .venv-tools
-TOOLS_PINS := check-jsonschema==0.39.0 grafana-foundation-sdk==1769699379!11.6.0
+TOOLS_PINS := check-jsonschema==0.39.0 grafana-foundation-sdk==1769699379!11.6.0 pip-tools==7.6.2
+COMPILE = $(TOOLS)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links
 
-.PHONY: demo test lint format clean dashboard
+.PHONY: demo test lint format clean dashboard lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.runtime: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+# Installs come from the lock files (every package pinned); pyproject.toml keeps the ranges.
+# `make lock` resolves the ranges again.
+$(VENV)/.runtime: pyproject.toml requirements.lock | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-$(VENV)/.test: pyproject.toml $(VENV)/.runtime
-	$(BIN)/pip install -q -e '.[test]'
+$(VENV)/.test: pyproject.toml requirements-test.lock $(VENV)/.runtime
+	$(BIN)/pip install -q -r requirements-test.lock
 	touch $@
 
 $(TOOLS)/.done: Makefile
@@ -43,6 +47,11 @@ lint: $(VENV)/.test
 format: $(VENV)/.test
 	$(BIN)/ruff format streams tests deploy
 	$(BIN)/ruff check --fix streams tests deploy
+
+## lock: resolve pyproject.toml's ranges again into requirements.lock and requirements-test.lock
+lock: $(TOOLS)/.done
+	$(COMPILE) --upgrade -o requirements.lock pyproject.toml
+	$(COMPILE) --upgrade --extra test -o requirements-test.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) $(TOOLS) state .pytest_cache .ruff_cache .hypothesis

@@ -368,8 +368,9 @@ def test_dockerfile() -> None:
     users = [line.split()[1] for line in lines if line.startswith("USER ")]
     assert users and users[-1] not in ("root", "0"), "the image must not run as root"
     copied = " ".join(line for line in lines if line.startswith("COPY "))
-    for needed in ("pyproject.toml", "streams", "schemas"):
+    for needed in ("pyproject.toml", "requirements.lock", "streams", "schemas"):
         assert needed in copied, f"the image is not built from {needed}"
+    assert any("pip install -r requirements.lock" in line for line in lines), "lock ignored"
     assert lines[-1] == 'CMD ["livepulse", "worker"]'
     ignore = [
         line.strip()
@@ -377,7 +378,7 @@ def test_dockerfile() -> None:
         if line.strip() and not line.startswith("#")
     ]
     assert ignore[0] == "*", ".dockerignore should start from nothing"
-    for needed in ("pyproject.toml", "README.md", "streams/", "schemas/"):
+    for needed in ("pyproject.toml", "README.md", "requirements.lock", "streams/", "schemas/"):
         assert f"!{needed}" in ignore, f".dockerignore keeps {needed} out"
 
 
