@@ -1,7 +1,7 @@
 """Deterministic benchmark input and fast producers.
 
 The benchmark needs the same million records for three contenders, written in seconds, so
-this does not use ``streams.simulator``: one seeded ``random.Random``, JSON from bytes
+this does not use ``streams.sim``: one seeded ``random.Random``, JSON from bytes
 templates, and whole record batches per (topic, partition) through
 ``AIOKafkaProducer.send_batch``. ``bench.run`` checks a sample against ``schemas/*.json``.
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 
-from streams.partitioner import partition_of
+from streams.core.partitioner import partition_of
 
 VIEWS, CLICKS, ORDERS = "live.views", "live.clicks", "live.orders"
 SOURCE_TOPICS = (VIEWS, CLICKS, ORDERS)

@@ -46,10 +46,10 @@ from bench.procs import (
     rss_mb,
     wait_for,
 )
-from streams import broker
-from streams.partitioner import partition_of
+from streams.core.partitioner import partition_of
 from streams.settings import Settings
 from streams.testing import free_port
+from streams.worker import broker
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"

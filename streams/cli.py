@@ -52,7 +52,7 @@ def load(**options: object) -> Settings:
 @cli.command()
 def broker(broker: BrokerOpt = None, partitions: PartitionsOpt = None) -> None:
     """Run the embedded Kafka-protocol broker (Tansu, memory only) on loopback, with the topics."""
-    from streams import broker as embedded
+    from streams.worker import broker as embedded
 
     settings = load(broker=broker, partitions=partitions)
     quiet_kafka_client()
@@ -80,8 +80,8 @@ def worker(
     loglevel: Annotated[str | None, typer.Option("--loglevel", "-l")] = None,
 ) -> None:
     """Run the Faust worker: ingest, per-room windows, /metrics and /rooms."""
-    from streams.app import create_app
-    from streams.broker import BrokerError, ensure_topics
+    from streams.worker.app import create_app
+    from streams.worker.broker import BrokerError, ensure_topics
 
     settings = load(
         broker=broker,
@@ -131,8 +131,8 @@ def produce(
     partitions: PartitionsOpt = None,
 ) -> None:
     """Send a JSON-lines file of events to their topics (key = room_id)."""
-    from streams.broker import BrokerError
-    from streams.produce import InputError, produce_file
+    from streams.commands.produce import InputError, produce_file
+    from streams.worker.broker import BrokerError
 
     settings = load(broker=broker, partitions=partitions)
     quiet_kafka_client()
@@ -194,9 +194,9 @@ def record(
     broker: BrokerOpt = None,
 ) -> None:
     """Dump topics to a JSON-lines file (topic, partition, offset, key, value, headers, time)."""
-    from streams.broker import BrokerError
-    from streams.recording import RecordingError
-    from streams.recording import record as do_record
+    from streams.commands.recording import RecordingError
+    from streams.commands.recording import record as do_record
+    from streams.worker.broker import BrokerError
 
     settings = load(broker=broker)
     quiet_kafka_client()
@@ -234,9 +234,9 @@ def replay(
     broker: BrokerOpt = None,
 ) -> None:
     """Send a recording back into topics, keeping keys, headers, timestamps and partitions."""
-    from streams.broker import BrokerError
-    from streams.recording import RecordingError
-    from streams.recording import replay as do_replay
+    from streams.commands.recording import RecordingError
+    from streams.commands.recording import replay as do_replay
+    from streams.worker.broker import BrokerError
 
     settings = load(broker=broker)
     quiet_kafka_client()
@@ -295,8 +295,8 @@ def simulate(
     partitions: PartitionsOpt = None,
 ) -> None:
     """Generate live-room sessions (arcs, flash sales, incidents) with their ground truth."""
-    from streams.broker import BrokerError
-    from streams.simulate import Placement, configure, send_to_kafka, write_file, write_truth
+    from streams.sim.publish import Placement, configure, send_to_kafka, write_file, write_truth
+    from streams.worker.broker import BrokerError
 
     settings = load(broker=broker, partitions=partitions)
     quiet_kafka_client()
@@ -380,8 +380,8 @@ def demo(
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
 ) -> None:
     """Everything at once: embedded broker, demo traffic, worker, and a live table of rooms."""
-    from streams.broker import BrokerError
-    from streams.demo import demo_settings, run_demo
+    from streams.commands.demo import demo_settings, run_demo
+    from streams.worker.broker import BrokerError
 
     try:
         settings = demo_settings(broker=broker, web_port=web_port)
@@ -403,7 +403,7 @@ def evaluate_alerts(
         bool | None,
         typer.Option(
             "--rules/--no-rules",
-            help="Also evaluate the Prometheus rules (default: when streams.rules_eval exists).",
+            help="Also evaluate the Prometheus rules (default: when their module imports).",
         ),
     ] = None,
     jobs: Annotated[int, typer.Option(help="Sessions simulated in parallel processes.")] = 2,
@@ -415,7 +415,7 @@ def evaluate_alerts(
     precision and false alerts per incident kind."""
     import orjson
 
-    from streams import evaluation
+    from streams.evaluation import in_stream as evaluation
 
     try:
         config = evaluation.EvalConfig(
@@ -429,10 +429,12 @@ def evaluate_alerts(
     source = None
     if rules is not False:
         try:
-            from streams.rules_eval import evaluate_rules as source
+            from streams.evaluation.prometheus_rules import evaluate_rules as source
         except ImportError:
             if rules:
-                raise fail("--rules: streams.rules_eval is not available") from None
+                raise fail(
+                    "--rules: streams.evaluation.prometheus_rules is not available"
+                ) from None
     bar = Progress(
         TextColumn("sessions"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
     )

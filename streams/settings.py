@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from streams.detector import DetectorConfig
+from streams.core.detector import DetectorConfig
 
 
 class Settings(BaseSettings):
@@ -143,7 +143,7 @@ class Settings(BaseSettings):
         default_factory=DetectorConfig,
         description="Thresholds of the conversion-drop detector, one variable each: "
         "LIVEPULSE_DETECTOR__<FIELD> (e.g. LIVEPULSE_DETECTOR__MIN_ENTERS=100); the fields "
-        "and their meaning are documented on streams.detector.DetectorConfig.",
+        "and their meaning are documented on streams.core.detector.DetectorConfig.",
     )
 
     # --- Worker ----------------------------------------------------------------------------
@@ -270,7 +270,7 @@ class Settings(BaseSettings):
 
     @property
     def source_topics(self) -> tuple[str, str, str]:
-        """Source topics in the order of :class:`streams.contract.Source`."""
+        """Source topics in the order of :class:`streams.core.contract.Source`."""
         return (self.topic_views, self.topic_clicks, self.topic_orders)
 
     @property

@@ -38,9 +38,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams import broker
-from streams.partitioner import partition_of
+from streams.core.partitioner import partition_of
 from streams.settings import Settings
+from streams.worker import broker
 
 T = TypeVar("T")
 
@@ -188,7 +188,7 @@ class Pipeline:
         A recording of the default topics (live.views, live.clicks, live.orders) lands in this
         pipeline's own ones; ``mapping`` renames any others.
         """
-        from streams.recording import replay
+        from streams.commands.recording import replay
 
         defaults = Settings.model_fields
         roles = {

@@ -49,7 +49,7 @@ ROOM = 'room_id="$room"'
 
 # --- thresholds -------------------------------------------------------------------------------
 # Each is (base colour, [(value, colour), ...]). Funnel ratios follow the plausible ranges in
-# streams/simulator/sessions.py: below the low end of a range is yellow, far below is red.
+# streams/sim/sessions.py: below the low end of a range is yellow, far below is red.
 
 
 @dataclass(frozen=True)

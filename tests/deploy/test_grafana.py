@@ -17,7 +17,7 @@ ROOT = Path(__file__).parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
 RULES = ROOT / "deploy" / "prometheus" / "rules"
 
-# The metric contract of issue #6 (streams/metrics.py and the recording rules).
+# The metric contract of issue #6 (streams/worker/metrics.py and the recording rules).
 RATES = (
     "impressions",
     "enters",

@@ -12,10 +12,10 @@ import jsonschema
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from streams.detector import DetectorState, decode_alert, on_close
-from streams.funnel import Counts
-from streams.simulate import Placement, configure, write_file
-from streams.simulator import compute_truth, generate
+from streams.core.detector import DetectorState, decode_alert, on_close
+from streams.core.funnel import Counts
+from streams.sim import compute_truth, generate
+from streams.sim.publish import Placement, configure, write_file
 from streams.testing import Pipeline
 from tests.support.truth import assert_matches_truth, close_and_wait
 

@@ -10,7 +10,7 @@ import asyncio
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams import broker
+from streams.worker import broker
 from tests.support.stack import Stack
 
 

@@ -26,10 +26,10 @@ from aiokafka import AIOKafkaConsumer
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from streams.partitioner import partition_of
-from streams.recording import Recorded
-from streams.simulate import Placement, configure
-from streams.simulator import Emitted, compute_truth, generate
+from streams.commands.recording import Recorded
+from streams.core.partitioner import partition_of
+from streams.sim import Emitted, compute_truth, generate
+from streams.sim.publish import Placement, configure
 from streams.testing import Pipeline
 from tests.support.truth import assert_matches_truth, close_and_wait
 

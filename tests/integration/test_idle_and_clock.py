@@ -18,7 +18,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from streams.partitioner import partition_of
+from streams.core.partitioner import partition_of
 from streams.testing import Pipeline, running_pipeline, wait_until
 
 PARTITIONS = 2

@@ -17,7 +17,7 @@ in one consumer group -> Prometheus with the project's own prometheus.yml and ru
 The session (``SESSION``): 5 rooms, 12 simulated minutes at 48x (15 s of wall time), about
 280 000 records, two rooms above 300 enters a minute, flash sales, all four incident kinds,
 late and malformed records. With this seed the detector's alerts fire in two rooms at any
-alignment of the session to the minute windows (checked with ``streams.evaluation`` over
+alignment of the session to the minute windows (checked with ``streams.evaluation.in_stream`` over
 event-time phases 0-48 s) and are still firing at the end, so the alert panels have data too.
 """
 
@@ -37,9 +37,9 @@ from pathlib import Path
 import orjson
 
 from deploy.grafana.queries import dashboard_queries, room_variable
-from streams import broker
 from streams.settings import Settings
 from streams.testing import TEST_SETTINGS, Pipeline, free_port, wait_until
+from streams.worker import broker
 from tests.support.prometheus_server import (
     JOB,
     WITHOUT_OFFSET,
@@ -426,7 +426,7 @@ def test_dashboard_and_rules_have_data_through_prometheus(tmp_path: Path) -> Non
     if any(ALERT_METRIC in line for line in empty_panels):
         empty_panels.append(
             f"(the workers expose {ALERT_METRIC}, so SESSION must make the detector fire: "
-            "pick a seed with `streams.evaluation` if the detector's tuning changed)"
+            "pick a seed with `streams.evaluation.in_stream` if the detector's tuning changed)"
         )
     assert not empty_panels, "panel queries without data:\n" + "\n".join(empty_panels)
     assert not empty_rules, "recording rules without data:\n" + "\n".join(empty_rules)

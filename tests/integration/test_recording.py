@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from streams import broker
+from streams.worker import broker
 from tests.support.stack import Stack
 
 

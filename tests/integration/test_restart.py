@@ -13,8 +13,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.changelog import MARKER
-from streams.rooms import RoomRecord
+from streams.core.changelog import MARKER
+from streams.core.rooms import RoomRecord
 from tests.support import scenario
 from tests.support.events import assert_windows_equal
 from tests.support.stack import (

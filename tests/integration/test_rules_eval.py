@@ -1,5 +1,5 @@
 """The room alert rules against a simulated session, through a real Prometheus server
-(streams.rules_eval); and the shape every rule must have, as that server parsed it.
+(streams.evaluation.prometheus_rules); and the shape every rule must have, as that server parsed it.
 
 promtool and prometheus (Debian's package "prometheus") are required in CI; without them the
 tests are skipped on a laptop. No broker or worker is needed.
@@ -13,14 +13,14 @@ from pathlib import Path
 
 import orjson
 
-from streams.rules_eval import (
+from streams.evaluation.prometheus_rules import (
     DEFAULT_RULES_DIR,
     KINDS,
     evaluate_rules,
     load_rules,
     prometheus_server,
 )
-from streams.simulator import SimConfig, incidents
+from streams.sim import SimConfig, incidents
 from tests.support.promtool import _required, promtool
 
 #: 4 rooms for 20 minutes at 400 events/s; one payment outage, 8.3-15.3 min into the session

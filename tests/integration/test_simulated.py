@@ -8,8 +8,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.simulate import Placement, configure, write_file
-from streams.simulator import compute_truth, generate
+from streams.sim import compute_truth, generate
+from streams.sim.publish import Placement, configure, write_file
 from streams.testing import Pipeline
 from tests.support.truth import assert_matches_truth, close_and_wait, late_events
 

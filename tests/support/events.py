@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from streams.contract import KIND_OF, SOURCE_OF_TYPE, Ev, Kind, fingerprint
-from streams.currencies import CURRENCIES
+from streams.core.contract import KIND_OF, SOURCE_OF_TYPE, Ev, Kind, fingerprint
+from streams.core.currencies import CURRENCIES
 
 _KIND = {cls.__struct_config__.tag: kind for cls, kind in KIND_OF.items()}
 

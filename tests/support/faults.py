@@ -9,13 +9,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams import broker
-from streams.partitioner import partition_of
-from streams.recording import Recorded
+from streams.commands.recording import Recorded
+from streams.core.partitioner import partition_of
 from streams.settings import Settings
-from streams.simulate import Placement, configure
-from streams.simulator import Emitted, SimConfig, compute_truth, generate
+from streams.sim import Emitted, SimConfig, compute_truth, generate
+from streams.sim.publish import Placement, configure
 from streams.testing import free_port
+from streams.worker import broker
 from tests.support.proxy import Proxy, running_proxy
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from streams.changelog import MARKER
-from streams.contract import Ev, Kind
-from streams.currencies import CURRENCIES
-from streams.processor import PartitionProcessor, ProcessorConfig
-from streams.rooms import RoomConfig, RoomState
+from streams.core.changelog import MARKER
+from streams.core.contract import Ev, Kind
+from streams.core.currencies import CURRENCIES
+from streams.core.processor import PartitionProcessor, ProcessorConfig
+from streams.core.rooms import RoomConfig, RoomState
 
 BASE = 1_700_000_000_000 - 1_700_000_000_000 % 60_000
 FLUSH_AT = BASE + 30 * 60_000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from streams.funnel import COUNT_FIELDS, DERIVED_FIELDS
+from streams.core.funnel import COUNT_FIELDS, DERIVED_FIELDS
 from streams.testing import Pipeline, wait_until
 
 # exact counts; unique_viewers (an HLL estimate) is compared with a tolerance

@@ -1,0 +1,3 @@
+"""What the ``livepulse`` command runs besides the worker: the demo, producing files and
+recordings.
+"""

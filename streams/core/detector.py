@@ -1,0 +1,689 @@
+"""The in-stream detector: on each newly closed window of a room, is a funnel step broken?
+
+Pure code (no Faust, no Kafka): the worker calls :func:`on_close` right after a room's
+windows close, stores the returned :class:`DetectorState` in the room's state (and so in its
+changelog), and sends the returned :class:`AlertEvent` values to ``live.alerts``.
+
+What is tested
+--------------
+Each kind watches one step of the funnel as a *proportion*: successes out of the attempts of
+the step just before it, in the same window.
+
+=================  ==========================  ================  ===========================
+kind               successes (``observed``)    attempts          what breaks it
+=================  ==========================  ================  ===========================
+traffic_cut        enters                      impressions       the room is shown but
+                                                                 nobody gets in
+payment_trouble    orders_paid                 orders_created    orders are placed, payments
+                                                                 do not complete
+conversion_drop    orders_created              product_clicks    cards are clicked, orders
+                                                                 are not placed (best seller
+                                                                 sold out, conversion decay)
+=================  ==========================  ================  ===========================
+
+Conditioning on the step before makes every test immune to how much traffic the room has:
+the opening ramp, the slow wobble, a flash sale five times the usual traffic and the
+end-of-session tail all move the attempts and the successes together. It also keeps the kinds
+apart: a payment outage leaves orders *created* per click unchanged, so it does not show as a
+conversion drop, and a traffic cut leaves the orders per click unchanged. (``conversion_drop``
+counts orders created per click rather than paid orders per enter for that reason: paid per
+enter would fire on every payment outage and on every traffic cut's lost viewers too.)
+A fall of impressions alone (fewer people shown the room) is not a traffic cut here: it is
+what the end of every session looks like.
+
+The statistic: a Poisson CUSUM per kind
+---------------------------------------
+Why not a per-window test: a room with 200 enters a minute has about 4 paid orders a minute.
+One window with none where 4 were expected has a Poisson probability of 0.02, which over 60
+windows an hour, three kinds and many rooms is far too many false alarms; a threshold strict
+enough to be quiet must wait for a second or third bad window anyway, and needs a principled
+way to add them up. A CUSUM is that way: among tests with a given false-alarm rate it has the
+smallest worst-case detection delay for a change to a known alternative (Lorden 1971,
+Moustakides 1986). With counts it needs no normal approximation and no ``scipy``: a log per
+window. (The binomial form, successes out of attempts, was tried first: with payment success
+near 0.9 every missing payment weighs ln((1 - p1) / (1 - p0)), about 1.6 nats, and the first
+minute of a flash sale, whose payments have not all come in yet, fired it. The Poisson form
+weighs a shortfall by its size relative to the expected count and is robust to that.)
+
+For each window: ``x`` successes, ``n`` attempts, the baseline rate ``p0`` and so
+``expected = p0 * n``. Against the alternative "the rate fell to ``rho * p0``" (``rho``, the
+design drop, per kind) the log-likelihood ratio of the window is
+
+    llr = x * ln(rho) + expected * (1 - rho)
+
+and the statistic ``S = max(0, S + llr)`` fires the alert once ``S >= threshold`` (per
+kind). A normal window has a negative ``llr`` and pulls ``S`` back to zero, a busy one (a
+flash sale) pulls harder, so old evidence does not linger; a collapsed step in a big room
+fires on one window, a smaller drop after two or three. The alert's ``score`` is ``S`` in
+nats (``exp(score)`` is the likelihood ratio of the evidence since the run began).
+
+Two CUSUMs run per kind: the main one, tuned to a collapse (payments to a quarter, enters to
+40 %, orders per click to half), and a mild one (``mild_ratio`` 0.8, ``mild_threshold``).
+The main one gathers nothing from a sustained fall of a quarter (with ``rho`` = 0.5 its
+``llr`` is negative unless ``x < 0.72 * expected``), which a big room shows plainly, e.g. a
+stock-out of its best seller; the mild one needs many windows in a small room but finds it in
+a big one. Either crossing its threshold fires the alert (the score is the one that crossed).
+
+Attempts carry over: a payment completes ~20 s after its order, an order ~15 s after its
+click, so a share (``*_lag``) of a window's successes belong to the attempts of the window
+before, and ``n = (1 - lag) * attempts + lag * attempts of the window before``. Without it
+the first minute of a flash sale looks like a payment drop (orders up, payments not yet).
+
+The baseline
+------------
+``p0`` pools the successes and attempts of the room's last ``baseline_windows`` closed windows
+before the one under test, leaving out the windows of the kind's last alert episode, traffic
+spikes (more than ``spike_ratio`` times the median enters: flash sales, whose boosted
+conversion would make the room's ordinary conversion after the sale look like a drop) and the
+window after each spike. ``p0`` is then lowered by ``baseline_z`` relative standard errors
+(``1 / sqrt(successes)``): a baseline of 20 orders is uncertain by a fifth, and a CUSUM that
+trusted it fully would fire on the estimation error. While a run of ``S > 0`` builds up it
+keeps the rate it began with, and while an alert fires the rate is frozen, so a gradual
+decay or an outage does not become the new normal.
+
+Guards (a window is then not judged: ``S`` and the resolve count stay as they are):
+
+* fewer than ``min_baseline_windows`` baseline windows (session start);
+* the baseline's median enters per window below ``min_enters`` (small rooms);
+* the window's impressions below ``min_volume_share`` of the baseline median (the opening
+  ramp, the end-of-session tail, a window cut short: too little traffic to judge a step by);
+* fewer than ``min_baseline_successes`` successes in the baseline, or fewer than
+  ``min_expected`` successes expected in the window.
+
+Firing and resolving
+--------------------
+A firing alert writes a ``firing`` event with the window's observed successes, the expected
+``p0 * n``, the score and a severity: ``critical`` when ``observed <= critical_ratio *
+expected`` (the step is essentially broken), ``warning`` otherwise. It resolves after
+``resolve_windows`` consecutive judged windows whose ``llr`` against the mild drop is
+``<= 0`` (the window is likelier under the baseline than under even a mild drop: about 90 % of
+the expected successes or more) with a ``resolved`` event for the last of them; the
+CUSUM restarts from zero. :func:`on_expire` resolves what is still firing when a room leaves
+the table.
+
+Stock-outs: one product at a time
+---------------------------------
+A stock-out of the best seller removes only that product's orders (a third of a room's orders
+or less) while its card is still clicked: in the room's orders per click a fall that a room
+with a handful of orders a minute hides in its noise. So the worker also counts clicks and
+orders created per product in each window (``streams.core.rooms.Window.products``, kept until the
+window has been judged), and :func:`_judge_products` runs one more Poisson CUSUM per product
+for the room's ``max_products`` busiest ones, on the product's own orders per click against a
+fall to ``stockout_ratio`` (nearly none). A firing event is a ``conversion_drop`` with the
+``product_id`` set, so the operator learns which product to check. What remains out of reach
+is in ``livepulse evaluate-alerts``' ``evidence`` column: a stock-out in the first minutes of a
+session, before the product has a baseline, and a gradual conversion decay in a room with few
+orders.
+
+Deterministic: the state and the events are a function of the closed windows alone, in
+order, however many windows one call brings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import msgspec
+
+from streams.core.contract import OTHER
+from streams.core.funnel import Counts
+
+KINDS = ("traffic_cut", "payment_trouble", "conversion_drop")
+#: Per kind: (successes, attempts) count fields.
+STEPS = {
+    "traffic_cut": ("enters", "impressions"),
+    "payment_trouble": ("orders_paid", "orders_created"),
+    "conversion_drop": ("orders_created", "product_clicks"),
+}
+#: The simulator's incident kinds and the alert kind each should raise.
+INCIDENT_KIND = {
+    "traffic_cut": "traffic_cut",
+    "payment_outage": "payment_trouble",
+    "stockout": "conversion_drop",
+    "conversion_decay": "conversion_drop",
+}
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Thresholds of the detector (``LIVEPULSE_DETECTOR_*`` settings)."""
+
+    #: Closed windows before the one under test that the baseline pools.
+    baseline_windows: int = 15
+    #: The baseline rate is lowered by this many of its relative standard errors.
+    baseline_z: float = 1.0
+    #: Baseline windows needed before a room is judged at all (session start).
+    min_baseline_windows: int = 3
+    #: Rooms whose baseline median enters per window is below this are not judged.
+    min_enters: int = 60
+    #: Windows with fewer impressions than this share of the baseline median are not judged.
+    min_volume_share: float = 0.3
+    #: Baseline windows with more than this times the median enters are left out (flash sales).
+    spike_ratio: float = 1.5
+    #: A step is judged only if the baseline predicts at least this many successes in the window.
+    min_expected: float = 1.5
+    #: A step is judged only if its baseline holds at least this many successes.
+    min_baseline_successes: int = 10
+    #: Design drop of each kind: the CUSUM is tuned to a success rate of ``ratio * baseline``.
+    traffic_cut_ratio: float = 0.4
+    payment_trouble_ratio: float = 0.25
+    conversion_drop_ratio: float = 0.5
+    #: A second CUSUM per kind, tuned to a mild drop (0 turns it off): the design drops above
+    #: gather nothing from a sustained fall of a fifth or a quarter, which a big room shows
+    #: plainly (a stock-out of its best seller).
+    mild_ratio: float = 0.8
+    mild_threshold: float = 8.0
+    #: Share of a window's successes that come from attempts in the window before: payments
+    #: complete ~20 s after the order, orders ~15 s after the click, enters ~2 s after the
+    #: impression. Without it a flash sale's first minute looks like a drop (orders up, their
+    #: payments not yet).
+    traffic_cut_lag: float = 0.0
+    payment_trouble_lag: float = 0.4
+    conversion_drop_lag: float = 0.25
+    #: CUSUM thresholds (nats of evidence) at which each kind fires.
+    traffic_cut_threshold: float = 8.0
+    payment_trouble_threshold: float = 6.0
+    conversion_drop_threshold: float = 6.0
+    #: Consecutive judged windows more likely normal than dropped before an alert resolves.
+    resolve_windows: int = 2
+    #: ``observed <= critical_ratio * expected`` in the firing window makes the alert critical.
+    critical_ratio: float = 0.3
+    #: Stock-out of one product: orders created per click of each of the room's busiest
+    #: products, a Poisson CUSUM per product against a drop to ``stockout_ratio`` of its own
+    #: baseline, firing at ``stockout_threshold`` nats (ratio 0 turns the test off). The
+    #: threshold is above the room tests' because up to ``max_products`` CUSUMs run per room:
+    #: at 6, one window without orders where 7 were expected fires, which plain Poisson noise
+    #: does about once in 15 room-hours.
+    stockout_ratio: float = 0.1
+    stockout_threshold: float = 8.0
+    #: Products per room whose orders the stock-out test follows (the busiest by orders).
+    max_products: int = 8
+    #: Windows with more than this times the median enters stay out of a product's baseline
+    #: (a flash sale boosts orders per click). Lower than 3 would also leave out the opening
+    #: ramp, which does not move a product's orders per click and is most of the history a
+    #: stock-out early in a session can be judged against.
+    stockout_spike_ratio: float = 4.0
+
+    def ratio(self, kind: str) -> float:
+        return getattr(self, f"{kind}_ratio")
+
+    def lag(self, kind: str) -> float:
+        return getattr(self, f"{kind}_lag")
+
+    def threshold(self, kind: str) -> float:
+        return getattr(self, f"{kind}_threshold")
+
+    def check(self) -> None:
+        """Raise ValueError on values the detector cannot work with."""
+        if self.baseline_windows < 1 or not 1 <= self.min_baseline_windows <= self.baseline_windows:
+            raise ValueError("need 1 <= min_baseline_windows <= baseline_windows")
+        if self.resolve_windows < 1:
+            raise ValueError("resolve_windows must be at least 1")
+        for kind in KINDS:
+            if not 0 < self.ratio(kind) < 1:
+                raise ValueError(f"{kind}_ratio must be between 0 and 1")
+            if not 0 <= self.lag(kind) < 1:
+                raise ValueError(f"{kind}_lag must be in [0, 1)")
+            if self.threshold(kind) <= 0:
+                raise ValueError(f"{kind}_threshold must be above 0")
+        if not 0 <= self.mild_ratio < 1 or self.mild_threshold <= 0:
+            raise ValueError("mild_ratio must be in [0, 1) and mild_threshold above 0")
+        if self.spike_ratio <= 1 or self.min_volume_share < 0 or self.critical_ratio < 0:
+            raise ValueError("spike_ratio > 1, min_volume_share >= 0, critical_ratio >= 0")
+        if not 0 <= self.stockout_ratio < 1 or self.stockout_threshold <= 0:
+            raise ValueError("stockout_ratio must be in [0, 1) and stockout_threshold above 0")
+        if self.max_products < 1 or self.stockout_spike_ratio <= 1:
+            raise ValueError("max_products must be at least 1 and stockout_spike_ratio above 1")
+
+
+class KindState(msgspec.Struct, array_like=True, omit_defaults=True):
+    """One kind's CUSUM and alert of one room."""
+
+    cusum: float = 0.0
+    mild: float = 0.0  # the second CUSUM, tuned to a mild drop
+    run_start: int = -1  # first window of the current run of S > 0 (-1: S is 0)
+    run_rate: float = 0.0  # baseline rate when that run began
+    firing: bool = False
+    since: int = -1  # window start at which the current (or last) alert fired
+    rate: float = 0.0  # frozen baseline rate while firing
+    calm: int = 0  # consecutive calm windows while firing
+    severity: str = ""
+    volume: float = 0.0  # baseline median impressions, frozen while firing
+    excl_from: int = -1  # windows of the last episode, left out of the baseline
+    excl_to: int = -1  # (-1 while it still runs)
+
+
+class ProductState(msgspec.Struct, array_like=True, omit_defaults=True):
+    """One product's stock-out CUSUM and alert, in one room."""
+
+    product: str
+    clicks: float = 0.0  # baseline: decayed sums (weight 1 - 1/baseline_windows a window)
+    orders: float = 0.0
+    windows: int = 0  # windows taken into the baseline
+    last_clicks: int = 0  # clicks in the room's window before (orders lag their clicks)
+    last_start: int = -1  # that window's start
+    cusum: float = 0.0
+    run_rate: float = 0.0  # baseline rate when the current run of S > 0 began
+    run_clicks: float = 0.0  # the baseline sums before that run: restored if it fires, so
+    run_orders: float = 0.0  # the windows of a stock-out never become its baseline
+    firing: bool = False
+    since: int = -1
+    calm: int = 0
+    severity: str = ""
+
+
+class DetectorState(msgspec.Struct, array_like=True, omit_defaults=True):
+    """A room's detector state; ``DetectorState()`` is "no state yet"."""
+
+    last_start: int = -1  # start of the newest window already judged
+    kinds: list[KindState] = msgspec.field(default_factory=list)  # by KINDS; [] = all fresh
+    products: list[ProductState] = msgspec.field(default_factory=list)
+
+    def firing(self) -> list[str]:
+        """Kinds with an active alert (a product's stock-out is a ``conversion_drop``)."""
+        kinds = [kind for kind, ks in zip(KINDS, self.kinds, strict=False) if ks.firing]
+        if "conversion_drop" not in kinds and any(ps.firing for ps in self.products):
+            kinds.append("conversion_drop")
+        return kinds
+
+    def describe(self, size_ms: int) -> list[dict]:
+        """Active alerts for ``/rooms/{room_id}``: kind, since (window start, ms), severity."""
+        alerts = [
+            {
+                "kind": kind,
+                "product_id": None,
+                "since": ks.since,
+                "since_end": ks.since + size_ms,
+                "severity": ks.severity,
+                "baseline_rate": ks.rate,
+            }
+            for kind, ks in zip(KINDS, self.kinds, strict=False)
+            if ks.firing
+        ]
+        alerts += [
+            {
+                "kind": "conversion_drop",
+                "product_id": ps.product,
+                "since": ps.since,
+                "since_end": ps.since + size_ms,
+                "severity": ps.severity,
+                "baseline_rate": ps.run_rate,
+            }
+            for ps in self.products
+            if ps.firing
+        ]
+        return alerts
+
+
+class AlertEvent(msgspec.Struct):
+    """One record of ``live.alerts`` (``schemas/live.alerts.schema.json``), key ``room_id``."""
+
+    room_id: str
+    kind: str  # traffic_cut | payment_trouble | conversion_drop
+    state: str  # firing | resolved
+    window_start: int
+    window_end: int
+    observed: int
+    expected: float
+    score: float
+    severity: str  # warning | critical
+    product_id: str | None = None  # the product whose orders stopped (stock-out test)
+
+    def encode(self) -> bytes:
+        return _json_encode(self)
+
+    def key(self) -> bytes:
+        return self.room_id.encode()
+
+
+_json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder(AlertEvent).decode
+
+
+def decode_alert(data: bytes) -> AlertEvent:
+    return _json_decode(data)
+
+
+class ClosedWindow(Protocol):
+    start: int
+    counts: Counts
+    # product id -> [clicks, orders created] (``streams.core.rooms.Window.products``), or None
+    products: dict[str, list[int]] | None
+
+
+def _median(values: list[int]) -> float:
+    s = sorted(values)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+def llr(x: int, expected: float, rho: float) -> float:
+    """Poisson log-likelihood ratio of mean ``rho * expected`` against ``expected`` for ``x``."""
+    return x * math.log(rho) + expected * (1 - rho)
+
+
+def on_close(
+    config: DetectorConfig,
+    state: DetectorState,
+    room_id: str,
+    closed_windows: Sequence[ClosedWindow],
+    size_ms: int,
+) -> tuple[DetectorState, list[AlertEvent]]:
+    """Judge every closed window newer than ``state.last_start``, oldest first.
+
+    ``closed_windows`` are the room's closed windows, oldest first (``.start`` in ms and
+    ``.counts``). Returns the new state (``state`` is not modified) and the alert events, in
+    order. A room whose state predates the detector has its retained windows judged once.
+    """
+    state = DetectorState(state.last_start, state.kinds, state.products)
+    copied = False
+    events: list[AlertEvent] = []
+    for i, w in enumerate(closed_windows):
+        if w.start <= state.last_start:
+            continue
+        recent = closed_windows[max(0, i - config.baseline_windows - 1) : i + 1]
+        if _quiet(config, state, recent):
+            state.last_start = w.start
+            continue
+        if not copied:  # copy on the first window judged: most rooms are too small for that
+            kinds = [msgspec.structs.replace(ks) for ks in state.kinds]
+            kinds += [KindState() for _ in range(len(KINDS) - len(kinds))]
+            products = [msgspec.structs.replace(ps) for ps in state.products]
+            state = DetectorState(state.last_start, kinds, products)
+            copied = True
+        for kind, ks in zip(KINDS, state.kinds, strict=True):
+            event = _judge(config, kind, ks, room_id, recent, size_ms)
+            if event is not None:
+                events.append(event)
+        if config.stockout_ratio > 0:
+            events += _judge_products(config, state, room_id, recent, size_ms)
+        state.last_start = w.start
+    return state, events
+
+
+def _quiet(config: DetectorConfig, state: DetectorState, windows: Sequence[ClosedWindow]) -> bool:
+    """Nothing to judge in the last of ``windows``: no alert or run is open, and every window
+    of the baseline had fewer than ``min_enters`` enters, so no median of them reaches it (the
+    room and product tests would all decline). Skipped outright; a quiet room's products are
+    not followed until it is judged."""
+    for ks in state.kinds:
+        if ks.firing:
+            return False
+    for ps in state.products:
+        if ps.firing or ps.cusum > 0:
+            return False
+    least = config.min_enters
+    for w in windows[max(0, len(windows) - 1 - config.baseline_windows) : -1]:
+        if w.counts.enters >= least:
+            return False
+    return True
+
+
+def on_expire(state: DetectorState, room_id: str, size_ms: int) -> list[AlertEvent]:
+    """Resolve events for a room leaving the table with alerts still firing."""
+    firing = [
+        (kind, ks.severity, None) for kind, ks in zip(KINDS, state.kinds, strict=False) if ks.firing
+    ]
+    firing += [("conversion_drop", ps.severity, ps.product) for ps in state.products if ps.firing]
+    start, end = state.last_start, state.last_start + size_ms
+    return [
+        AlertEvent(room_id, kind, "resolved", start, end, 0, 0.0, 0.0, severity, product)
+        for kind, severity, product in firing
+    ]
+
+
+def _attempts(
+    windows: Sequence[ClosedWindow], j: int, field: str, lag: float, size_ms: int
+) -> float:
+    """Attempts whose successes land in window ``j``: its own, and ``lag`` of the one before.
+
+    The window before is taken as 0 when the room had no window then (a gap), and as equal to
+    window ``j`` when it is not in the list (the room's first, or trimmed, window).
+    """
+    n = getattr(windows[j].counts, field)
+    if not lag:
+        return n
+    if j == 0:
+        before = n
+    else:
+        prev = windows[j - 1]
+        before = getattr(prev.counts, field) if prev.start == windows[j].start - size_ms else 0
+    return (1 - lag) * n + lag * before
+
+
+def _baseline(
+    config: DetectorConfig,
+    kind: str,
+    ks: KindState,
+    windows: Sequence[ClosedWindow],
+    size_ms: int,
+) -> tuple[float | None, float]:
+    """``(rate, median impressions)`` of the baseline: the windows before the last one.
+
+    The rate is None when the baseline is too thin to judge by.
+    """
+    num_field, den_field = STEPS[kind]
+    lag = config.lag(kind)
+    lo, hi = ks.excl_from, ks.excl_to
+    first = max(0, len(windows) - 1 - config.baseline_windows)
+    usable = [
+        j
+        for j in range(first, len(windows) - 1)
+        if not (lo >= 0 and windows[j].start >= lo and (hi < 0 or windows[j].start <= hi))
+    ]
+    if len(usable) < config.min_baseline_windows:
+        return None, 0.0
+    median_enters = _median([windows[j].counts.enters for j in usable])
+    if median_enters < config.min_enters:
+        return None, 0.0
+    # a traffic spike (flash sale) and the window after it, whose orders and payments still
+    # come from the spike's boosted clicks, are no baseline
+    spike = config.spike_ratio * median_enters
+    spiky = {j for j in range(first, len(windows) - 1) if windows[j].counts.enters > spike}
+    base = [j for j in usable if j not in spiky and j - 1 not in spiky]
+    if len(base) < config.min_baseline_windows:
+        return None, 0.0
+    successes = sum(getattr(windows[j].counts, num_field) for j in base)
+    attempts = sum(_attempts(windows, j, den_field, lag, size_ms) for j in base)
+    if successes < config.min_baseline_successes or attempts <= 0:
+        return None, 0.0
+    volume = _median([windows[j].counts.impressions for j in base])
+    # the rate is itself an estimate: lower it by ``baseline_z`` of its relative standard
+    # error (1 / sqrt(successes)), so that a baseline of few successes errs on the quiet side
+    shrink = max(0.0, 1.0 - config.baseline_z / math.sqrt(successes))
+    return shrink * successes / attempts, volume
+
+
+def _judge(
+    config: DetectorConfig,
+    kind: str,
+    ks: KindState,
+    room_id: str,
+    windows: Sequence[ClosedWindow],
+    size_ms: int,
+) -> AlertEvent | None:
+    """Judge the last of ``windows`` (the ones before it are its baseline candidates)."""
+    num_field, den_field = STEPS[kind]
+    w = windows[-1]
+    if ks.firing:
+        # judged against the baseline frozen when the alert fired, its volume included
+        volume = ks.volume
+        if w.counts.impressions < config.min_volume_share * volume:
+            return None
+        p0 = ks.rate
+    else:
+        p0, volume = _baseline(config, kind, ks, windows, size_ms)
+        if p0 is None or w.counts.impressions < config.min_volume_share * volume:
+            return None
+        if ks.run_start >= 0:
+            p0 = ks.run_rate  # a run (of the main CUSUM) keeps the rate it began with
+    x = getattr(w.counts, num_field)
+    n = _attempts(windows, len(windows) - 1, den_field, config.lag(kind), size_ms)
+    expected = p0 * n
+    if expected < config.min_expected:
+        return None
+    score = llr(x, expected, config.ratio(kind))
+    mild_on = config.mild_ratio > 0
+    mild_score = llr(x, expected, config.mild_ratio) if mild_on else 0.0
+    end = w.start + size_ms
+    if ks.firing:
+        ks.cusum = max(0.0, ks.cusum + score)
+        ks.mild = max(0.0, ks.mild + mild_score)
+        # calm: the window is likelier under the baseline than under the (mild) drop
+        calm = (mild_score if mild_on else score) <= 0
+        ks.calm = ks.calm + 1 if calm else 0
+        if ks.calm < config.resolve_windows:
+            return None
+        ks.firing = False
+        ks.calm = 0
+        ks.excl_to = w.start
+        cusum = max(ks.cusum, ks.mild)
+        ks.cusum, ks.mild, ks.run_start = 0.0, 0.0, -1
+        return AlertEvent(
+            room_id,
+            kind,
+            "resolved",
+            w.start,
+            end,
+            x,
+            round(expected, 3),
+            round(cusum, 3),
+            ks.severity,
+        )
+    ks.cusum = max(0.0, ks.cusum + score)
+    ks.mild = max(0.0, ks.mild + mild_score)
+    if ks.cusum <= 0:
+        ks.run_start = -1
+    elif ks.run_start < 0:
+        ks.run_start, ks.run_rate = w.start, p0
+    if ks.cusum >= config.threshold(kind):
+        cusum = ks.cusum
+    elif mild_on and ks.mild >= config.mild_threshold:
+        cusum = ks.mild
+    else:
+        return None
+    ks.firing = True
+    ks.since = w.start
+    ks.rate = p0
+    ks.volume = volume
+    ks.calm = 0
+    ks.excl_from, ks.excl_to = (ks.run_start if ks.run_start >= 0 else w.start), -1
+    ks.severity = "critical" if x <= config.critical_ratio * expected else "warning"
+    return AlertEvent(
+        room_id, kind, "firing", w.start, end, x, round(expected, 3), round(cusum, 3), ks.severity
+    )
+
+
+def _judge_products(
+    config: DetectorConfig,
+    state: DetectorState,
+    room_id: str,
+    windows: Sequence[ClosedWindow],
+    size_ms: int,
+) -> list[AlertEvent]:
+    """The stock-out test on the last of ``windows``: one Poisson CUSUM per busy product.
+
+    A stock-out removes one product's orders while its card is still clicked. In the room's
+    orders per click that is a fall of the product's share (a third or less), which the room
+    test needs many windows to see; in the product's own orders per click it is a fall to
+    zero, which a few expected orders show within a window or two. The baseline is the
+    product's decayed sums of orders and (lagged) clicks; a run of ``S > 0`` is judged
+    against the rate it began with, and when it fires the sums go back to what they were
+    before it, so a stock-out never becomes its own baseline. Rooms below ``min_enters`` and
+    flash-sale windows (``stockout_spike_ratio``, and the window after one) do not enter any
+    product's baseline.
+    """
+    w = windows[-1]
+    counts = getattr(w, "products", None) or {}
+    lag = config.lag("conversion_drop")
+    decay = 1.0 - 1.0 / config.baseline_windows
+    base = [x.counts.enters for x in windows[:-1][-config.baseline_windows :]]
+    median_enters = _median(base) if base else 0.0
+    judged_room = len(base) >= config.min_baseline_windows and median_enters >= config.min_enters
+    spike = config.stockout_spike_ratio * median_enters
+    prev = windows[-2] if len(windows) > 1 else None
+    spiky = bool(base) and (
+        w.counts.enters > spike
+        or (prev is not None and prev.start == w.start - size_ms and prev.counts.enters > spike)
+    )
+    tracked = {ps.product: ps for ps in state.products}
+    for product, (_, orders) in counts.items():
+        if orders and product not in tracked and product != OTHER:
+            tracked[product] = ProductState(product)
+    events: list[AlertEvent] = []
+    end = w.start + size_ms
+    for ps in tracked.values():
+        clicks, x = counts.get(ps.product, (0, 0))
+        if ps.last_start < 0:
+            before = clicks
+        else:
+            before = ps.last_clicks if ps.last_start == w.start - size_ms else 0
+        n = (1 - lag) * clicks + lag * before
+        ps.last_clicks, ps.last_start = clicks, w.start
+        expected = 0.0
+        if ps.firing or ps.cusum > 0:
+            expected = ps.run_rate * n
+        elif (
+            judged_room
+            and ps.windows >= config.min_baseline_windows
+            and ps.orders >= config.min_baseline_successes
+            and ps.clicks > 0
+        ):
+            shrink = max(0.0, 1.0 - config.baseline_z / math.sqrt(ps.orders))
+            expected = shrink * ps.orders / ps.clicks * n
+        judged = judged_room and expected >= config.min_expected
+        score = llr(x, expected, config.stockout_ratio) if judged else 0.0
+        if ps.firing:
+            # calm: likelier under the baseline than under the stock-out; a card nobody
+            # clicks any more (taken down) is calm too
+            ps.calm = ps.calm + 1 if score <= 0 else 0
+            if ps.calm >= config.resolve_windows:
+                events.append(_product_event("resolved", room_id, w.start, end, ps, x, expected))
+                ps.firing, ps.calm, ps.cusum = False, 0, 0.0
+            elif judged:
+                ps.cusum = max(0.0, ps.cusum + score)
+            continue
+        if judged:
+            if ps.cusum <= 0 and score > 0:  # a run begins: remember the baseline before it
+                ps.run_rate = expected / n
+                ps.run_clicks, ps.run_orders = ps.clicks, ps.orders
+            ps.cusum = max(0.0, ps.cusum + score)
+            if ps.cusum >= config.stockout_threshold:
+                ps.firing, ps.since, ps.calm = True, w.start, 0
+                ps.severity = "critical" if x <= config.critical_ratio * expected else "warning"
+                ps.clicks, ps.orders = ps.run_clicks, ps.run_orders
+                events.append(_product_event("firing", room_id, w.start, end, ps, x, expected))
+                continue
+        if not spiky and median_enters >= config.min_enters:
+            ps.clicks = decay * ps.clicks + n
+            ps.orders = decay * ps.orders + x
+            ps.windows += 1
+    # follow the busiest products, and every one with a run or an alert
+    hot = [ps for ps in tracked.values() if ps.firing or ps.cusum > 0]
+    rest = sorted(
+        (ps for ps in tracked.values() if not (ps.firing or ps.cusum > 0)),
+        key=lambda ps: (-ps.orders, ps.product),
+    )
+    keep = hot + rest[: max(0, config.max_products - len(hot))]
+    state.products = sorted(keep, key=lambda ps: ps.product)
+    return events
+
+
+def _product_event(
+    state: str, room_id: str, start: int, end: int, ps: ProductState, x: int, expected: float
+) -> AlertEvent:
+    return AlertEvent(
+        room_id,
+        "conversion_drop",
+        state,
+        start,
+        end,
+        x,
+        round(expected, 3),
+        round(ps.cusum, 3),
+        ps.severity,
+        ps.product,
+    )

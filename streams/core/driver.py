@@ -1,0 +1,114 @@
+"""The worker without Kafka: records in, the rooms the worker would hold out.
+
+What bytewax's ``TestingSource``/``TestingSink`` are to a dataflow: the ingest stage's rules
+(:func:`streams.core.contract.decode`, offsets numbered per topic-partition, envelopes per
+partition every ``tick_ms``, the idle verdict) and one :class:`PartitionProcessor` per
+partition, driven by a simulated wall clock. The alert evaluations and unit tests use it; the
+integration tests run the real worker instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from streams.core.contract import Ev, InvalidRecord, Source, decode
+from streams.core.partitioner import partition_of
+from streams.core.processor import Outcome, PartitionProcessor, ProcessorConfig
+from streams.core.rooms import RoomState
+from streams.core.windows import SOURCES, IdleTracker
+
+
+@dataclass
+class DeadLetter:
+    source: Source
+    partition: int
+    offset: int
+    category: str
+    reason: str
+
+
+@dataclass
+class LocalWorker:
+    """``partitions`` processors fed as the worker would feed them, at simulated wall time."""
+
+    partitions: int
+    config: ProcessorConfig = field(default_factory=ProcessorConfig)
+    idle_timeout_ms: int = 30_000
+    tick_ms: int = 1_000
+    max_skew_ms: int = 60_000
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.processors = [PartitionProcessor(p, self.config) for p in range(self.partitions)]
+        self._offsets = [[0] * self.partitions for _ in range(SOURCES)]
+        self._pending: list[list[Ev]] = [[] for _ in range(self.partitions)]
+        # read to the end at every tick; quiet since each source-partition's last record
+        self._idle = IdleTracker(self.idle_timeout_ms, fresh_ms=self.tick_ms)
+        self._idle.assigned({(s, p) for s in range(SOURCES) for p in range(self.partitions)}, 0)
+        self.now_ms: int | None = None
+
+    def send(
+        self,
+        source: Source,
+        key: bytes | None,
+        value: bytes | None,
+        at_ms: int,
+        partition: int | None = None,
+    ) -> None:
+        """One record produced at ``at_ms`` (the default partitioner places it by its key);
+        ticks due before it run first."""
+        self.run_until(at_ms)
+        if partition is None:
+            partition = 0 if key is None else partition_of(key, self.partitions)
+        offset = self._offsets[source][partition]
+        self._offsets[source][partition] = offset + 1
+        self._idle.read((source, partition), at_ms)
+        now = self._tick_end(at_ms)
+        try:
+            ev = decode(
+                source, offset, key, value, now, self.max_skew_ms, partition, self.partitions
+            )
+        except InvalidRecord as bad:
+            self.dead_letters.append(
+                DeadLetter(source, partition, offset, bad.category, bad.reason)
+            )
+            return
+        self._pending[partition].append(ev)
+
+    def _tick_end(self, at_ms: int) -> int:
+        return at_ms - at_ms % self.tick_ms + self.tick_ms
+
+    def run_until(self, at_ms: int) -> list[tuple[int, int, Outcome]]:
+        """Run every tick that ends at or before ``at_ms``; returns (tick, partition, outcome)."""
+        done: list[tuple[int, int, Outcome]] = []
+        if self.now_ms is None:
+            self.now_ms = self._tick_end(at_ms)
+        while self.now_ms <= at_ms:
+            done += self.tick(self.now_ms)
+            self.now_ms += self.tick_ms
+        return done
+
+    def tick(self, now_ms: int) -> list[tuple[int, int, Outcome]]:
+        """One envelope per partition: what arrived since the last tick (maybe nothing)."""
+        out = []
+        for p, proc in enumerate(self.processors):
+            for s in range(SOURCES):
+                self._idle.answered((s, p), True, now_ms)
+            idle = sum(1 << s for s in range(SOURCES) if self._idle.idle((s, p), now_ms))
+            events, self._pending[p] = self._pending[p], []
+            result = proc.process(events, now_ms, idle)
+            for ev, reason in result.rejected:
+                self.dead_letters.append(
+                    DeadLetter(Source(ev.src), p, ev.offset, "currency", reason)
+                )
+            out.append((now_ms, p, result))
+        return out
+
+    def rooms(self) -> Iterator[RoomState]:
+        for proc in self.processors:
+            yield from proc.rooms.values()
+
+    def room(self, room_id: str) -> RoomState | None:
+        proc = self.processors[partition_of(room_id.encode(), self.partitions)]
+        return proc.rooms.get(room_id)

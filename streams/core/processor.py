@@ -1,0 +1,227 @@
+"""The stateful step for one partition: envelopes in, what changed out.
+
+Plain code with no Faust in it. A processor owns its partition's rooms and clock: state comes
+in once through :meth:`PartitionProcessor.restore` (the changelog records), each envelope goes
+through :meth:`~PartitionProcessor.process`, and what the changelog lacks leaves through
+:meth:`~PartitionProcessor.changes`, in the order :mod:`streams.core.changelog` requires. The
+agent in :mod:`streams.worker.app` only wires these to Kafka, so every rule is unit-tested
+without a broker.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import msgspec
+
+from streams.core.changelog import CLOCK, is_room_record, room_of
+from streams.core.contract import Ev
+from streams.core.detector import AlertEvent, DetectorConfig, DetectorState, on_close, on_expire
+from streams.core.rooms import RoomConfig, RoomState, Tally
+from streams.core.windows import ClockState, PartitionClock
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode_clock = msgspec.msgpack.Decoder(ClockState).decode
+
+
+@dataclass(frozen=True)
+class ProcessorConfig:
+    room: RoomConfig = field(default_factory=RoomConfig)
+    grace_ms: int = 5_000
+    detector: DetectorConfig | None = None
+
+
+@dataclass
+class Outcome:
+    tally: Tally = field(default_factory=Tally)
+    alerts: list[AlertEvent] = field(default_factory=list)
+    #: (event, reason): applied nowhere, to be dead-lettered (an order in a foreign currency)
+    rejected: list[tuple[Ev, str]] = field(default_factory=list)
+    #: rooms that closed windows in this batch, and rooms that expired
+    closed: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+
+
+class PartitionProcessor:
+    """One partition's rooms and clock, and a schedule of when each room next needs a look."""
+
+    def __init__(
+        self,
+        partition: int,
+        config: ProcessorConfig,
+        clock: ClockState | None = None,
+        rooms: Mapping[str, RoomState] | None = None,
+        graves: list[str] | None = None,
+    ) -> None:
+        self.partition = partition
+        self.config = config
+        self.clock = PartitionClock.restore(clock, config.grace_ms)
+        self.rooms: dict[str, RoomState] = dict(rooms or {})
+        # When each room next needs a look: its first open window's end, or when it expires.
+        # One live entry per room; heap entries that disagree with ``_due_at`` are stale.
+        self._due: list[tuple[int, str]] = []
+        self._due_at: dict[str, int] = {}
+        self._dirty: set[str] = set()
+        self._graves: list[str] = list(graves or [])
+        #: What the rooms counted into room_id="__other__" applied since the processor began
+        #: (their events while flagged ``in_others``): a sum of deltas, so it never decreases
+        #: however the set of exported rooms changes. New rooms start in it when the worker
+        #: exports fewer rooms than it has (``over_cap``, set at each scrape).
+        self.others = Tally()
+        self.over_cap = False
+        self._clock_dirty = bool(graves)
+        for state in self.rooms.values():
+            self._schedule(state)
+
+    @classmethod
+    def restore(
+        cls, partition: int, config: ProcessorConfig, records: Mapping[str, bytes]
+    ) -> PartitionProcessor:
+        """The partition as its changelog records left it (keys -> values)."""
+        parts: dict[str, dict[str, bytes]] = {}
+        heads: dict[str, bytes] = {}
+        for key, value in records.items():
+            if is_room_record(key):
+                heads[key] = value
+            else:
+                room = room_of(key)
+                if room is not None:
+                    parts.setdefault(room, {})[key] = value
+        rooms, graves = {}, []
+        for room, data in heads.items():
+            state, unused = RoomState.restore(room, data, parts.pop(room, {}), config.room)
+            rooms[room] = state
+            graves += unused
+        for orphans in parts.values():  # a room deleted by a flush that did not finish
+            graves += orphans
+        clock = records.get(CLOCK)
+        return cls(
+            partition,
+            config,
+            _decode_clock(clock) if clock is not None else None,
+            rooms,
+            graves,
+        )
+
+    def _schedule(self, state: RoomState) -> None:
+        ends = state.open_ends(self.config.room.size_ms)
+        due = min(ends) if ends else self._expiry(state)
+        if self._due_at.get(state.room_id) != due:
+            self._due_at[state.room_id] = due
+            heapq.heappush(self._due, (due, state.room_id))
+
+    def _expiry(self, state: RoomState) -> int:
+        rc = self.config.room
+        return state.newest_end(rc.size_ms) + rc.retention * rc.size_ms
+
+    def process(self, events: list[Ev], now_ms: int | None = None, idle: int = 0) -> Outcome:
+        """Apply a batch (one envelope, read at ``now_ms`` with the sources in ``idle`` idle)
+        and close whatever the new watermark allows."""
+        out = Outcome()
+        clock = self.clock
+        rc = self.config.room
+        watermark_before = clock.watermark
+        by_room: dict[str, list[tuple[Ev, bool]]] = {}
+        for ev in events:
+            late = clock.observe(ev.src, ev.ts, now_ms)
+            by_room.setdefault(ev.room, []).append((ev, late))
+        if events:
+            self._clock_dirty = True
+
+        rooms = self.rooms
+        others: Tally | None = None
+        for room, items in by_room.items():
+            state = rooms.get(room)
+            if state is None:
+                state = rooms[room] = RoomState(room, self.partition)
+                state.in_others = self.over_cap
+            if state.in_others:
+                if others is None:
+                    others = Tally()
+                opened = state.apply(items, rc, watermark_before, others, out.rejected)
+            else:
+                opened = state.apply(items, rc, watermark_before, out.tally, out.rejected)
+            scheduled = self._due_at.get(room)
+            if scheduled is None or (opened and min(opened) < scheduled):
+                self._schedule(state)
+            self._dirty.add(room)
+
+        if others is not None:
+            out.tally.merge(others)
+            self.others.merge(others)
+        before = clock.watermark
+        watermark = clock.advance(idle)
+        if watermark != before:
+            self._clock_dirty = True
+        if watermark is None:
+            return out
+        due = self._due
+        detector = self.config.detector
+        while due and due[0][0] <= watermark:
+            at, room = heapq.heappop(due)
+            if self._due_at.get(room) != at:
+                continue  # superseded by a later schedule
+            del self._due_at[room]
+            state = rooms.get(room)
+            if state is None:
+                continue
+            closed = state.close_until(watermark, rc)
+            if closed:
+                out.tally.windows_closed += closed
+                out.closed.append(room)
+                self._dirty.add(room)
+                if detector is not None:
+                    state.detector, alerts = on_close(
+                        detector,
+                        state.detector or DetectorState(),
+                        room,
+                        state.closed,
+                        rc.size_ms,
+                    )
+                    out.alerts += alerts
+            if not state.has_open() and self._expiry(state) <= watermark:
+                del rooms[room]
+                out.expired.append(room)
+                self._dirty.discard(room)
+                self._graves += state.keys()
+                if state.detector is not None:
+                    out.alerts += on_expire(state.detector, room, rc.size_ms)
+            else:
+                self._schedule(state)  # the next window end, or the expiry: both > watermark
+        return out
+
+    @property
+    def dirty(self) -> int:
+        """Rooms changed since the last :meth:`changes`."""
+        return len(self._dirty)
+
+    def changes(self) -> list[tuple[str, bytes | None]]:
+        """The records the changelog lacks since the last call, in the order that keeps every
+        prefix of the log consistent (:mod:`streams.core.changelog`); ``None`` deletes a key."""
+        before: list[tuple[str, bytes | None]] = []
+        heads: list[tuple[str, bytes | None]] = []
+        graves = self._graves
+        for room in sorted(self._dirty):
+            state = self.rooms.get(room)
+            if state is None:
+                continue
+            records, head, deleted = state.changes()
+            before += records
+            if head is not None:
+                heads.append(head)
+            graves += deleted
+        self._dirty.clear()
+        self._graves = []
+        written = {key for key, _ in before} | {key for key, _ in heads}
+        # a key deleted and written again in one flush (a room that expired and came back)
+        out = before + heads + [(key, None) for key in graves if key not in written]
+        if self._clock_dirty or out:
+            out.append((CLOCK, _encode(self.clock.snapshot())))
+            self._clock_dirty = False
+        return out
+
+    @property
+    def watermark(self) -> int | None:
+        return self.clock.watermark
