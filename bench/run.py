@@ -826,6 +826,33 @@ def machine() -> dict[str, Any]:
     }
 
 
+#: what each phase sets for itself
+PER_PHASE = ("LIVEPULSE_BROKER", "LIVEPULSE_WEB_PORT", "LIVEPULSE_STATE_DIR")
+
+
+def source() -> dict[str, Any]:
+    """The code measured: its commit, whether the tree had uncommitted changes, and the
+    settings every LivePulse worker of the run gets (phases add only ports and state dirs)."""
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    settings = livepulse_env(Settings(broker="kafka://127.0.0.1:0"), 0, Path("state"))
+    return {
+        "commit": git("rev-parse", "HEAD") or "unknown",
+        "uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "worker_settings": {
+            k: v for k, v in settings.items() if k.startswith("LIVEPULSE_") and k not in PER_PHASE
+        },
+    }
+
+
 def _num(value: float | None, digits: int = 0) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
@@ -957,7 +984,12 @@ def parse(argv: list[str] | None) -> Plan:
 
 
 def run(plan: Plan, tmp: Path) -> dict[str, Any]:
-    results: dict[str, Any] = {"quick": plan.quick, "plan": asdict(plan), "machine": machine()}
+    results: dict[str, Any] = {
+        "quick": plan.quick,
+        "plan": asdict(plan),
+        "machine": machine(),
+        "source": source(),
+    }
     if {"ceiling", "textbook", "livepulse"} & set(plan.phases):
         started = time.perf_counter()
         rooms = load.Rooms.make(plan.rooms, PARTITIONS)
@@ -1029,9 +1061,15 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / f"{stamp}.json").write_bytes(
         orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
     )
+    code, box = results["source"], results["machine"]
     header = (
         f"LivePulse benchmark {stamp} ({'quick' if plan.quick else 'full'}, "
         f"{results['wall_seconds']:.0f} s wall clock)\n\n"
+        f"Commit {code['commit'][:12]}"
+        f"{' with uncommitted changes' if code['uncommitted_changes'] else ''}; "
+        f"{box['cores']} cores ({box['cpu_model']}), Python {box['python']}, "
+        f"load average at start {box['loadavg_at_start'][0]:.2f}. Settings, plan and raw "
+        "figures in the JSON beside this file.\n\n"
     )
     (RESULTS / f"{stamp}.md").write_text(header + table)
     print(table)
