@@ -696,17 +696,7 @@ def run_memory(tmp: Path, n: int, seed: int) -> dict[str, Any]:
         idle = rss_mb(worker.pid)
         records, last = memory_records(n, seed)
         asyncio.run(load.preload(settings.bootstrap_servers, records))
-        deadline = time.monotonic() + 600
-        pending = dict(last)
-        while pending:
-            worker.check()
-            if time.monotonic() > deadline:
-                raise BenchError(f"{n} rooms did not all arrive within 600 s; log: {worker.log}")
-            time.sleep(0.5)
-            for p, room in list(pending.items()):
-                ws = room_windows(base, room)
-                if room_sum(ws, "enters") and room_sum(ws, "product_impressions"):
-                    del pending[p]
+        _wait_rooms(base, worker, last, f"{n} rooms to arrive")
         rss = rss_mb(worker.pid)  # before any large scrape inflates the heap
         active, took, size, exported = active_rooms(base)
         for _ in range(10):
@@ -741,19 +731,22 @@ def _gauge(base: str, name: str) -> float | None:
     return sum(v for _, v in metric_values(body.decode(), (name,)).get(name, []))
 
 
-def _wait_durable(base: str, worker: Child, last: dict[int, str], n: int) -> None:
-    """Until every room arrived and the changelog holds every change."""
+def _wait_rooms(
+    base: str, worker: Child, last: dict[int, str], what: str, durable: bool = False
+) -> None:
+    """Until the last room of every partition (``memory_records``) shows its events, and,
+    if ``durable``, the changelog holds every change; at most 900 s."""
     deadline = time.monotonic() + 900
     pending = dict(last)
     while True:
         worker.check()
         if time.monotonic() > deadline:
-            raise BenchError(f"{n} rooms were not durable within 900 s; log: {worker.log}")
+            raise BenchError(f"timed out after 900 s waiting for {what}; log: {worker.log}")
         for p, room in list(pending.items()):
             ws = room_windows(base, room)
             if room_sum(ws, "enters") and room_sum(ws, "product_impressions"):
                 del pending[p]
-        if not pending and _gauge(base, "livepulse_rooms_unflushed") == 0:
+        if not pending and (not durable or _gauge(base, "livepulse_rooms_unflushed") == 0):
             return
         time.sleep(0.5)
 
@@ -793,7 +786,7 @@ def run_recovery(tmp: Path, n: int, seed: int) -> dict[str, Any]:
             wait_for(base + "/ready", worker, 180, "the recovery worker to be ready")
             records, last = memory_records(n, seed)
             asyncio.run(load.preload(settings.bootstrap_servers, records))
-            _wait_durable(base, worker, last, n)
+            _wait_rooms(base, worker, last, f"{n} rooms to be durable", durable=True)
             written = _gauge(base, "livepulse_changelog_records_written_total")
         say(f"recovery: {n:,} rooms durable ({written:,.0f} changelog records); restarting")
         runs = {
