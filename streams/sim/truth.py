@@ -34,13 +34,29 @@ The rules, restated simply:
   events or 0 paid orders (0 GMV for ``gmv_growth``). The floating-point operations are done
   in the same order as the contract's reference arithmetic (GMV in major units = minor units
   / 10^exponent of the room's currency; ``gpm`` = GMV * 1000 / enters).
+* **People** (issue 15) are exact distinct ``user_id`` counts per window and stage:
+  ``impression_users``, ``viewers`` (enter; ``unique_viewers`` is the same),
+  ``product_impression_users``, ``clicker_users`` (product_click), ``buyers`` (paid). Their
+  rates and the other issue-15 values follow docs/cli.md ("The truth's definitions").
+* **Online**: a room's running count R(s) = enters - leaves of all its applied events with
+  ``ts // 1000 <= s``; ``online_end`` = max(0, R(last second before window_end)),
+  ``online_peak`` = the largest max(0, R(s)) over the seconds of the window with an applied
+  event of the room, ``online_peak_at`` = the first such second, in ms.
+* **Products** per window: applied product_impression, product_click, created, paid (and its
+  amount), refunded per ``product_id``, by GMV then clicks (descending) then id; beyond
+  ``products_per_window`` summed as ``__other__``.
+* Per room, ``rolling`` (the last N windows before the end E of the room's last window against
+  the N before them, merged) and ``session`` (everything applied): see ``_rolling`` and
+  ``_session``. Every room's state begins with its first record given here.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict
+from itertools import accumulate
 
 import orjson
 
@@ -153,6 +169,67 @@ def check(topic: str, key: bytes | None, value: bytes) -> tuple[dict | None, str
     return body, None
 
 
+#: Distinct people (``user_id``) per window: the event type each stage counts, and its key.
+PEOPLE = {
+    "impression": "impression_users",
+    "enter": "viewers",
+    "product_impression": "product_impression_users",
+    "product_click": "clicker_users",
+    "paid": "buyers",
+}
+#: The count keys, in the order of the count slots above.
+COUNT_KEYS = (
+    "impressions",
+    "enters",
+    "leaves",
+    "watch_ms_total",
+    "product_impressions",
+    "product_clicks",
+    "orders_created",
+    "orders_paid",
+    "gmv_cents",
+    "refunds",
+    "refund_cents",
+)
+#: People-based rates: (key, numerator, denominator), all people keys.
+PEOPLE_RATES = (
+    ("enter_rate_users", "viewers", "impression_users"),
+    ("ctr_users", "clicker_users", "product_impression_users"),
+    ("click_to_buy_users", "buyers", "clicker_users"),
+    ("conversion_rate_users", "buyers", "viewers"),
+)
+# indices into a product's count list, and the keys they are served under
+P_IMPRESSIONS, P_CLICKS, P_CREATED, P_PAID, P_GMV, P_REFUNDS = range(6)
+PRODUCT_KEYS = (
+    "product_impressions",
+    "product_clicks",
+    "orders_created",
+    "orders_paid",
+    "gmv_cents",
+    "refunds",
+)
+OTHER_PRODUCT = "__other__"
+_PRODUCT_SLOT = {
+    "product_impression": P_IMPRESSIONS,
+    "product_click": P_CLICKS,
+    "created": P_CREATED,
+    "paid": P_PAID,
+    "refunded": P_REFUNDS,
+}
+
+
+class _Window:
+    """What the truth keeps of one room window while it reads the records."""
+
+    __slots__ = ("counts", "ids", "people", "products")
+
+    def __init__(self) -> None:
+        self.counts = [0] * _SLOTS
+        self.people: dict[str, set[str]] = {type_: set() for type_ in PEOPLE}
+        self.products: dict[str, list[int]] = {}
+        self.ids: set[str] = set()
+
+
 def _ratio(numerator: float, denominator: float) -> float | None:
     return None if denominator == 0 else numerator / denominator
 
@@ -161,14 +238,178 @@ def _growth(current: int, previous: int | None) -> float | None:
     return None if not previous else current / previous - 1
 
 
-def compute_truth(config: SimConfig, emitted: Iterable[Emitted], retention: int = 60) -> dict:
-    """The expected windows, late, malformed and dead-lettered records of ``emitted``."""
+def _derived(c: list[int], gmv: float, people: dict[str, int]) -> dict:
+    """The derived values of counts ``c`` (GMV in major units) and the people counts given;
+    the people-based ones only where their people are given."""
+    out = {
+        "enter_rate": _ratio(c[ENTERS], c[IMPRESSIONS]),
+        "ctr": _ratio(c[PRODUCT_CLICKS], c[PRODUCT_IMPRESSIONS]),
+        "conversion_rate": _ratio(c[PAID], c[ENTERS]),
+        "click_to_order_rate": _ratio(c[PAID], c[PRODUCT_CLICKS]),
+        "gpm": _ratio(gmv * 1000, c[ENTERS]),
+        "aov": _ratio(gmv, c[PAID]),
+    }
+    for key, numerator, denominator in PEOPLE_RATES:
+        if numerator in people and denominator in people:
+            out[key] = _ratio(people[numerator], people[denominator])
+    out["payment_success_rate"] = _ratio(c[PAID], c[CREATED])
+    out["refund_rate"] = _ratio(c[REFUNDS], c[PAID])
+    out["unpaid_orders"] = c[CREATED] - c[PAID]
+    if "viewers" in people:
+        out["uv_value"] = _ratio(gmv, people["viewers"])
+        out["watch_seconds_per_viewer"] = _ratio(c[WATCH_MS] / 1000, people["viewers"])
+    if "buyers" in people:
+        out["aov_per_buyer"] = _ratio(gmv, people["buyers"])
+    out["avg_watch_seconds"] = _ratio(c[WATCH_MS] / 1000, c[LEAVES])
+    return out
+
+
+def _product_row(product_id: str, v: list[int]) -> dict:
+    return {
+        "product_id": product_id,
+        **dict(zip(PRODUCT_KEYS, v, strict=True)),
+        "ctr": _ratio(v[P_CLICKS], v[P_IMPRESSIONS]),
+        "click_to_order_rate": _ratio(v[P_PAID], v[P_CLICKS]),
+    }
+
+
+def _products(products: dict[str, list[int]], keep: int) -> list[dict]:
+    """By GMV, then clicks (descending), then id; beyond ``keep`` summed as ``__other__``."""
+    ranked = sorted(products.items(), key=lambda kv: (-kv[1][P_GMV], -kv[1][P_CLICKS], kv[0]))
+    rows = [_product_row(pid, v) for pid, v in ranked[:keep]]
+    rest = [v for _, v in ranked[keep:]]
+    if rest:
+        rows.append(_product_row(OTHER_PRODUCT, [sum(col) for col in zip(*rest, strict=True)]))
+    return rows
+
+
+class _Online:
+    """A room's running count R(s) = enters - leaves of every applied event with
+    ``ts // 1000 <= s``, at the seconds that had an applied event of the room."""
+
+    def __init__(self, net_by_second: dict[int, int]) -> None:
+        self.seconds = sorted(net_by_second)
+        self.running = list(accumulate(net_by_second[s] for s in self.seconds))
+
+    def at(self, second: int) -> int:
+        """R(second): the count after the last second with an event at or before it."""
+        i = bisect_right(self.seconds, second)
+        return self.running[i - 1] if i else 0
+
+    def peak(self, start_ms: int, end_ms: int) -> tuple[int, int] | None:
+        """``(peak, at_ms)`` over the event seconds s with start <= s * 1000 < end."""
+        lo = bisect_left(self.seconds, -(-start_ms // 1000))
+        hi = bisect_left(self.seconds, -(-end_ms // 1000))
+        best: tuple[int, int] | None = None
+        for i in range(lo, hi):
+            value = max(0, self.running[i])
+            if best is None or value > best[0]:
+                best = (value, self.seconds[i] * 1000)
+        return best
+
+    def window(self, start_ms: int, end_ms: int) -> dict:
+        peak = self.peak(start_ms, end_ms)
+        return {
+            "online_end": max(0, self.at((end_ms - 1) // 1000)),
+            "online_peak": peak[0] if peak else None,
+            "online_peak_at": peak[1] if peak else None,
+        }
+
+
+def _merge(kept: list[_Window], gmv_scale: int, people: dict[str, str]) -> dict:
+    """Counts summed, the ``people`` (event type -> key) sets merged, derived values recomputed
+    from the merged ones."""
+    c = [sum(w.counts[i] for w in kept) for i in range(_SLOTS)]
+    counted = {
+        key: len(set().union(*(w.people[type_] for w in kept))) for type_, key in people.items()
+    }
+    return {
+        **dict(zip(COUNT_KEYS, c, strict=True)),
+        **counted,
+        **_derived(c, c[GMV] / gmv_scale, counted),
+    }
+
+
+def _span(rows: list[dict], kept: list[_Window], lo: int, hi: int, gmv_scale: int) -> dict:
+    """The merged windows of a room with ``lo <= window_start < hi``."""
+    inside = [i for i, r in enumerate(rows) if lo <= r["window_start"] < hi]
+    span = {
+        "span_start": lo,
+        "span_end": hi,
+        "windows": len(inside),
+        **_merge([kept[i] for i in inside], gmv_scale, PEOPLE),
+        "online_end": rows[inside[-1]]["online_end"] if inside else None,
+        "online_peak": None,
+        "online_peak_at": None,
+    }
+    for i in inside:  # oldest first: the first window reaching the peak keeps it
+        if span["online_peak"] is None or rows[i]["online_peak"] > span["online_peak"]:
+            span["online_peak"] = rows[i]["online_peak"]
+            span["online_peak_at"] = rows[i]["online_peak_at"]
+    return span
+
+
+#: Keys of a rolling span that are not compared as a change.
+_NOT_CHANGED = ("span_start", "span_end", "windows", "online_peak_at")
+
+
+def _rolling(
+    rows: list[dict], kept: list[_Window], size: int, spans: tuple[int, ...], gmv_scale: int
+) -> dict:
+    """For each N: the last N closed windows against the N before them, and the change."""
+    if not rows:
+        return {str(n): None for n in spans}
+    end = rows[-1]["window_end"]
+    out = {}
+    for n in spans:
+        current = _span(rows, kept, end - n * size, end, gmv_scale)
+        previous = _span(rows, kept, end - 2 * n * size, end - n * size, gmv_scale)
+        change = {
+            k: None if v is None or previous[k] is None or previous[k] == 0 else v / previous[k] - 1
+            for k, v in current.items()
+            if k not in _NOT_CHANGED
+        }
+        out[str(n)] = {"current": current, "previous": previous, "change": change}
+    return out
+
+
+def _session(rows: list[dict], kept: list[_Window], online: _Online, gmv_scale: int) -> dict:
+    """Everything applied to the room: counts, viewers and buyers, the online peak, the window
+    with the highest GMV."""
+    people = {"enter": "viewers", "paid": "buyers"}
+    out = _merge(kept, gmv_scale, people)
+    peak = online.peak(online.seconds[0] * 1000, online.seconds[-1] * 1000 + 1000)
+    assert peak is not None  # a room has at least one applied event
+    top = None
+    if out["orders_paid"]:
+        top = min(rows, key=lambda r: (-r["gmv_cents"], r["window_start"]))
+    return {
+        **out,
+        "online_now": max(0, online.running[-1]),
+        "online_peak": peak[0],
+        "online_peak_at": peak[1],
+        "peak_gmv_window_start": top["window_start"] if top else None,
+        "peak_gmv_cents": top["gmv_cents"] if top else None,
+    }
+
+
+def compute_truth(
+    config: SimConfig,
+    emitted: Iterable[Emitted],
+    retention: int = 60,
+    products_per_window: int = 50,
+    rolling: tuple[int, ...] = (5, 10),
+) -> dict:
+    """The expected windows, rooms (rolling and session blocks), late, malformed and
+    dead-lettered records of ``emitted``, every room's state beginning with its first record
+    here."""
     size = config.window_ms
     grace = config.grace_ms
     partitions = config.partitions
     horizon = retention * size
     max_ts: dict[tuple[str, int], int] = {}
-    windows: dict[tuple[str, int], list] = {}
+    windows: dict[tuple[str, int], _Window] = {}
+    net_by_second: dict[str, dict[int, int]] = {}  # room -> second -> enters - leaves
     currency_of: dict[str, str] = {}
     paid_in: dict[tuple[str, str, str], int] = {}  # (room, type, order id) -> latest window
     late: list[dict] = []
@@ -213,7 +454,7 @@ def compute_truth(config: SimConfig, emitted: Iterable[Emitted], retention: int 
                 )
                 continue
         w = windows.get((room, start))
-        if w is not None and body["event_id"] in w[3]:
+        if w is not None and body["event_id"] in w.ids:
             duplicates["event_id"] += 1
             continue
         order_key = (room, type_, body["order_id"]) if type_ in ("paid", "refunded") else None
@@ -225,70 +466,85 @@ def compute_truth(config: SimConfig, emitted: Iterable[Emitted], retention: int 
             paid_in[order_key] = start if before is None else max(before, start)
         applied += 1
         if w is None:
-            w = windows[(room, start)] = [[0] * _SLOTS, set(), {}, set()]
-        w[3].add(body["event_id"])
-        c = w[0]
+            w = windows[(room, start)] = _Window()
+        w.ids.add(body["event_id"])
+        c = w.counts
+        net = 0
         if type_ == "impression":
             c[IMPRESSIONS] += 1
         elif type_ == "enter":
             c[ENTERS] += 1
-            w[1].add(body["user_id"])
+            net = 1
         elif type_ == "leave":
             c[LEAVES] += 1
             c[WATCH_MS] += body["watch_ms"]
+            net = -1
         elif type_ == "product_impression":
             c[PRODUCT_IMPRESSIONS] += 1
         elif type_ == "product_click":
             c[PRODUCT_CLICKS] += 1
-            w[2].setdefault(body["product_id"], [0, 0])[0] += 1
         elif type_ == "created":
             c[CREATED] += 1
-            w[2].setdefault(body["product_id"], [0, 0])[1] += 1
         elif type_ == "paid":
             c[PAID] += 1
             c[GMV] += body["amount_cents"]
         else:  # refunded
             c[REFUNDS] += 1
             c[REFUND_CENTS] += body["amount_cents"]
+        people = w.people.get(type_)
+        if people is not None:
+            people.add(body["user_id"])
+        slot = _PRODUCT_SLOT.get(type_)
+        if slot is not None:
+            product = w.products.get(body["product_id"])
+            if product is None:
+                product = w.products[body["product_id"]] = [0] * len(PRODUCT_KEYS)
+            product[slot] += 1
+            if type_ == "paid":
+                product[P_GMV] += body["amount_cents"]
+        seconds = net_by_second.get(room)
+        if seconds is None:
+            seconds = net_by_second[room] = {}
+        second = ts // 1000
+        seconds[second] = seconds.get(second, 0) + net
 
-    rows = []
+    rows: list[dict] = []
+    rooms: dict[str, dict] = {}
+    by_room: dict[str, list[tuple[int, _Window]]] = {}
     for room, start in sorted(windows):
-        c, viewers, products, _ = windows[(room, start)]
-        prev = windows.get((room, start - size))
-        prev_paid = prev[0][PAID] if prev else None
-        prev_gmv = prev[0][GMV] if prev else None
+        by_room.setdefault(room, []).append((start, windows[(room, start)]))
+    for room, kept_windows in by_room.items():
         code = currency_of.get(room)
-        gmv = c[GMV] / 10 ** (CURRENCIES[code][1] if code else 2)
-        rows.append(
-            {
-                "room_id": room,
-                "window_start": start,
-                "window_end": start + size,
-                "impressions": c[IMPRESSIONS],
-                "enters": c[ENTERS],
-                "unique_viewers": len(viewers),
-                "leaves": c[LEAVES],
-                "watch_ms_total": c[WATCH_MS],
-                "product_impressions": c[PRODUCT_IMPRESSIONS],
-                "product_clicks": c[PRODUCT_CLICKS],
-                "orders_created": c[CREATED],
-                "orders_paid": c[PAID],
-                "gmv_cents": c[GMV],
-                "refunds": c[REFUNDS],
-                "refund_cents": c[REFUND_CENTS],
-                "enter_rate": _ratio(c[ENTERS], c[IMPRESSIONS]),
-                "ctr": _ratio(c[PRODUCT_CLICKS], c[PRODUCT_IMPRESSIONS]),
-                "conversion_rate": _ratio(c[PAID], c[ENTERS]),
-                "click_to_order_rate": _ratio(c[PAID], c[PRODUCT_CLICKS]),
-                "gpm": _ratio(gmv * 1000, c[ENTERS]),
-                "aov": _ratio(gmv, c[PAID]),
-                "order_growth": _growth(c[PAID], prev_paid),
-                "gmv_growth": _growth(c[GMV], prev_gmv),
-                # product id -> [clicks, orders created]: what the detector's stock-out test
-                # reads (the worker does not serve it)
-                "products": dict(sorted(products.items())),
-            }
-        )
+        gmv_scale = 10 ** (CURRENCIES[code][1] if code else 2)
+        online = _Online(net_by_second[room])
+        room_rows = []
+        for start, w in kept_windows:
+            c = w.counts
+            prev = windows.get((room, start - size))
+            prev_paid = prev.counts[PAID] if prev else None
+            prev_gmv = prev.counts[GMV] if prev else None
+            people = {key: len(w.people[type_]) for type_, key in PEOPLE.items()}
+            room_rows.append(
+                {
+                    "room_id": room,
+                    "window_start": start,
+                    "window_end": start + size,
+                    **dict(zip(COUNT_KEYS, c, strict=True)),
+                    "unique_viewers": people["viewers"],
+                    **people,
+                    **_derived(c, c[GMV] / gmv_scale, people),
+                    "order_growth": _growth(c[PAID], prev_paid),
+                    "gmv_growth": _growth(c[GMV], prev_gmv),
+                    **online.window(start, start + size),
+                    "products": _products(w.products, products_per_window),
+                }
+            )
+        kept = [w for _, w in kept_windows]
+        rooms[room] = {
+            "rolling": _rolling(room_rows, kept, size, rolling, gmv_scale),
+            "session": _session(room_rows, kept, online, gmv_scale),
+        }
+        rows += room_rows
 
     settings = asdict(config)
     settings["incidents"] = list(config.incidents)
@@ -296,6 +552,7 @@ def compute_truth(config: SimConfig, emitted: Iterable[Emitted], retention: int 
     return {
         "config": settings,
         "windows": rows,
+        "rooms": rooms,
         "currencies": dict(sorted(currency_of.items())),
         "late": late,
         "late_by_room": dict(sorted(late_by_room.items())),
