@@ -52,9 +52,10 @@ The rules, restated simply:
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left, bisect_right
-from collections import Counter
-from collections.abc import Iterable
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from itertools import accumulate
 
@@ -97,21 +98,23 @@ ID_MAX = 128
 DEPTH_MAX = 16
 
 
-def _text(body: dict, name: str, reserved: bool = False) -> bool:
-    v = body.get(name)
-    return (
-        isinstance(v, str)
-        and 1 <= len(v) <= ID_MAX
-        and not any(ord(ch) < 32 or 127 <= ord(ch) <= 159 for ch in v)
-        and not (reserved and v.startswith("__"))
-    )
-
-
-def _integer(body: dict, name: str, minimum: int, maximum: int) -> bool:
-    v = body.get(name)
-    if type(v) is float and v.is_integer():
-        v = int(v)
-    return type(v) is int and minimum <= v <= maximum
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]").search
+_IDS = (("event_id", False), ("room_id", True), ("user_id", False))  # (name, reserved)
+_PRODUCT = (("product_id", True),)
+_ORDER = (("order_id", False), ("product_id", True))
+_TS = (("ts", 0, TS_MAX),)  # (name, minimum, maximum)
+_ORDER_NUMBERS = (*_TS, ("quantity", 1, QUANTITY_MAX), ("amount_cents", 0, AMOUNT_MAX))
+#: Per type: the text fields and the integer fields it must have.
+_FIELDS = {
+    "impression": (_IDS, _TS),
+    "enter": (_IDS, _TS),
+    "leave": (_IDS, (*_TS, ("watch_ms", 0, WATCH_MAX))),
+    "product_impression": ((*_IDS, *_PRODUCT), _TS),
+    "product_click": ((*_IDS, *_PRODUCT), _TS),
+    "created": ((*_IDS, *_ORDER), _ORDER_NUMBERS),
+    "paid": ((*_IDS, *_ORDER), _ORDER_NUMBERS),
+    "refunded": ((*_IDS, *_ORDER), _ORDER_NUMBERS),
+}
 
 
 def _depth(value: object) -> int:
@@ -132,40 +135,39 @@ def check(topic: str, key: bytes | None, value: bytes) -> tuple[dict | None, str
         body = orjson.loads(value)
     except orjson.JSONDecodeError:
         return None, "json"
-    if not isinstance(body, dict) or _depth(body) > DEPTH_MAX:
+    # a nested container needs a "[" or a second "{" in the text: only then measure the depth
+    if not isinstance(body, dict) or (
+        (b"[" in value or value.find(b"{", value.find(b"{") + 1) >= 0) and _depth(body) > DEPTH_MAX
+    ):
         return None, "schema"
     type_ = body.get("type")
     if type_ not in TYPES[topic]:
         return None, "schema"
-    if not (
-        _text(body, "event_id")
-        and _text(body, "room_id", reserved=True)
-        and _text(body, "user_id")
-        and _integer(body, "ts", 0, TS_MAX)
-    ):
-        return None, "schema"
-    if type_ == "leave":
-        if not _integer(body, "watch_ms", 0, WATCH_MAX):
-            return None, "schema"
-    elif topic == "clicks":
-        if not _text(body, "product_id", reserved=True):
-            return None, "schema"
-    elif topic == "orders":
-        currency = body.get("currency")
+    texts, integers = _FIELDS[type_]
+    # JSON strings hold no raw U+0000-U+001F: with no escape, no U+007F and nothing beyond
+    # ASCII in the text, no string of it has a control character
+    plain = value.isascii() and b"\\" not in value and b"\x7f" not in value
+    for name, reserved in texts:
+        v = body.get(name)
         if not (
-            _text(body, "order_id")
-            and _text(body, "product_id", reserved=True)
-            and _integer(body, "quantity", 1, QUANTITY_MAX)
-            and _integer(body, "amount_cents", 0, AMOUNT_MAX)
-            and isinstance(currency, str)
-            and currency in CURRENCIES
+            isinstance(v, str)
+            and 1 <= len(v) <= ID_MAX
+            and (plain or _CONTROL(v) is None)
+            and not (reserved and v.startswith("__"))
         ):
             return None, "schema"
+    for name, minimum, maximum in integers:
+        v = body.get(name)
+        if type(v) is float and v.is_integer():
+            v = body[name] = int(v)
+        if not (type(v) is int and minimum <= v <= maximum):
+            return None, "schema"
+    if topic == "orders" and not (
+        isinstance(body.get("currency"), str) and body["currency"] in CURRENCIES
+    ):
+        return None, "schema"
     if key is None or key != body["room_id"].encode():
         return None, "key"
-    for name in ("ts", "watch_ms", "amount_cents", "quantity"):
-        if type(body.get(name)) is float:
-            body[name] = int(body[name])
     return body, None
 
 
@@ -209,12 +211,17 @@ PRODUCT_KEYS = (
     "refunds",
 )
 OTHER_PRODUCT = "__other__"
-_PRODUCT_SLOT = {
-    "product_impression": P_IMPRESSIONS,
-    "product_click": P_CLICKS,
-    "created": P_CREATED,
-    "paid": P_PAID,
-    "refunded": P_REFUNDS,
+#: Per type: its count slot, its change of the online count, the field it adds (and to which
+#: slot), its product slot.
+_APPLY: dict[str, tuple[int, int, tuple[str, int] | None, int | None]] = {
+    "impression": (IMPRESSIONS, 0, None, None),
+    "enter": (ENTERS, 1, None, None),
+    "leave": (LEAVES, -1, ("watch_ms", WATCH_MS), None),
+    "product_impression": (PRODUCT_IMPRESSIONS, 0, None, P_IMPRESSIONS),
+    "product_click": (PRODUCT_CLICKS, 0, None, P_CLICKS),
+    "created": (CREATED, 0, None, P_CREATED),
+    "paid": (PAID, 0, ("amount_cents", GMV), P_PAID),
+    "refunded": (REFUNDS, 0, ("amount_cents", REFUND_CENTS), P_REFUNDS),
 }
 
 
@@ -393,6 +400,211 @@ def _session(rows: list[dict], kept: list[_Window], online: _Online, gmv_scale: 
     }
 
 
+class Truth:
+    """The truth of records seen one by one (``observe``), so that it can be computed while the
+    records are written; ``result()`` once they have all been seen."""
+
+    def __init__(
+        self,
+        config: SimConfig,
+        retention: int = 60,
+        products_per_window: int = 50,
+        rolling: tuple[int, ...] = (5, 10),
+    ) -> None:
+        self.config = config
+        self.retention = retention
+        self.products_per_window = products_per_window
+        self.rolling = rolling
+        self.max_ts: dict[tuple[str, int], int] = {}
+        self.windows: dict[tuple[str, int], _Window] = {}
+        self.net_by_second: dict[str, dict[int, int]] = {}  # room -> second -> enters - leaves
+        self.currency_of: dict[str, str] = {}
+        # (room, type, order id) -> latest window
+        self.paid_in: dict[tuple[str, str, str], int] = {}
+        self.late: list[dict] = []
+        self.late_by_room: Counter[str] = Counter()
+        self.malformed: list[dict] = []
+        self.foreign: list[dict] = []
+        self.duplicates: Counter[str] = Counter()
+        self.labels: Counter[str] = Counter()
+        self.applied = 0
+
+    def observe(self, emitted: Iterable[Emitted]) -> Iterator[Emitted]:
+        """Yield each record of ``emitted`` and take it into account (once the consumer asks
+        for the next one: consume the whole iterator)."""
+        size = self.config.window_ms
+        grace = self.config.grace_ms
+        partitions = self.config.partitions
+        horizon = self.retention * size
+        max_ts = self.max_ts
+        windows = self.windows
+        net_by_second = self.net_by_second
+        currency_of = self.currency_of
+        paid_in = self.paid_in
+        late = self.late
+        late_by_room = self.late_by_room
+        malformed = self.malformed
+        foreign = self.foreign
+        duplicates = self.duplicates
+        labels = self.labels
+        applied = 0
+        partition_cache: dict[bytes, int] = {}
+        try:
+            for e in emitted:
+                yield e
+                labels[e.label] += 1
+                body, reason = check(e.topic, e.key, e.value)
+                if body is None:
+                    malformed.append({"event_id": e.event_id, "topic": e.topic, "reason": reason})
+                    continue
+                ts = body["ts"]
+                room = body["room_id"]
+                partition = partition_cache.get(e.key)
+                if partition is None:
+                    partition = partition_cache[e.key] = partition_of(e.key, partitions)
+                where = (e.topic, partition)
+                top = max_ts.get(where)
+                if top is None or ts > top:
+                    max_ts[where] = ts
+                elif top - ts > grace:
+                    late.append(
+                        {
+                            "event_id": e.event_id,
+                            "topic": e.topic,
+                            "room_id": room,
+                            "ts": ts,
+                            "arrival_ms": e.arrival_ms,
+                        }
+                    )
+                    late_by_room[room] += 1
+                    continue
+                type_ = body["type"]
+                start = ts - ts % size
+                if e.topic == "orders":
+                    first = currency_of.setdefault(room, body["currency"])
+                    if body["currency"] != first:
+                        foreign.append(
+                            {"event_id": body["event_id"], "room_id": room, "reason": "currency"}
+                        )
+                        continue
+                w = windows.get((room, start))
+                if w is not None and body["event_id"] in w.ids:
+                    duplicates["event_id"] += 1
+                    continue
+                order_key = (
+                    (room, type_, body["order_id"]) if type_ in ("paid", "refunded") else None
+                )
+                if order_key is not None:
+                    before = paid_in.get(order_key)
+                    if before is not None and before >= start - horizon:
+                        duplicates["order_id"] += 1
+                        continue
+                    paid_in[order_key] = start if before is None else max(before, start)
+                applied += 1
+                if w is None:
+                    w = windows[(room, start)] = _Window()
+                w.ids.add(body["event_id"])
+                slot, net, amount, product_slot = _APPLY[type_]
+                c = w.counts
+                c[slot] += 1
+                if amount is not None:
+                    c[amount[1]] += body[amount[0]]
+                people = w.people.get(type_)
+                if people is not None:
+                    people.add(body["user_id"])
+                if product_slot is not None:
+                    product = w.products.get(body["product_id"])
+                    if product is None:
+                        product = w.products[body["product_id"]] = [0] * len(PRODUCT_KEYS)
+                    product[product_slot] += 1
+                    if product_slot == P_PAID:
+                        product[P_GMV] += body["amount_cents"]
+                seconds = net_by_second.get(room)
+                if seconds is None:
+                    seconds = net_by_second[room] = {}
+                second = ts // 1000
+                seconds[second] = seconds.get(second, 0) + net
+        finally:
+            self.applied += applied
+
+    def result(self) -> dict:
+        """The expected windows, rooms (rolling and session blocks), late, malformed and
+        dead-lettered records of what was observed, every room's state beginning with its
+        first record observed."""
+        size = self.config.window_ms
+        windows = self.windows
+        currency_of = self.currency_of
+        rolling = self.rolling
+        products_per_window = self.products_per_window
+        rows: list[dict] = []
+        rooms: dict[str, dict] = {}
+        by_room: dict[str, list[tuple[int, _Window]]] = {}
+        for room, start in sorted(windows):
+            by_room.setdefault(room, []).append((start, windows[(room, start)]))
+        for room, kept_windows in by_room.items():
+            code = currency_of.get(room)
+            gmv_scale = 10 ** (CURRENCIES[code][1] if code else 2)
+            online = _Online(self.net_by_second[room])
+            room_rows = []
+            for start, w in kept_windows:
+                c = w.counts
+                prev = windows.get((room, start - size))
+                prev_paid = prev.counts[PAID] if prev else None
+                prev_gmv = prev.counts[GMV] if prev else None
+                people = {key: len(w.people[type_]) for type_, key in PEOPLE.items()}
+                room_rows.append(
+                    {
+                        "room_id": room,
+                        "window_start": start,
+                        "window_end": start + size,
+                        **dict(zip(COUNT_KEYS, c, strict=True)),
+                        "unique_viewers": people["viewers"],
+                        **people,
+                        **_derived(c, c[GMV] / gmv_scale, people),
+                        "order_growth": _growth(c[PAID], prev_paid),
+                        "gmv_growth": _growth(c[GMV], prev_gmv),
+                        **online.window(start, start + size),
+                        "products": _products(w.products, products_per_window),
+                    }
+                )
+            kept = [w for _, w in kept_windows]
+            rooms[room] = {
+                "rolling": _rolling(room_rows, kept, size, rolling, gmv_scale),
+                "session": _session(room_rows, kept, online, gmv_scale),
+            }
+            rows += room_rows
+
+        config = self.config
+        settings = asdict(config)
+        settings["incidents"] = list(config.incidents)
+        settings["currencies"] = list(config.currencies)
+        return {
+            "config": settings,
+            "windows": rows,
+            "rooms": rooms,
+            "currencies": dict(sorted(currency_of.items())),
+            "late": self.late,
+            "late_by_room": dict(sorted(self.late_by_room.items())),
+            "malformed": self.malformed,
+            "dead_letters": self.foreign,
+            "duplicates": dict(sorted(self.duplicates.items())),
+            "incidents": incidents(config) if config.end_ms is not None else [],
+            "totals": {
+                "emitted": sum(self.labels.values()),
+                "ok": self.labels["ok"],
+                "out_of_order": self.labels["out_of_order"],
+                "late": self.labels["late"],
+                "malformed": self.labels["malformed"],
+                "duplicate": self.labels["duplicate"],
+                "repeated_payment": self.labels["repeated_payment"],
+                "foreign_currency": self.labels["foreign_currency"],
+                "applied": self.applied,
+                "late_by_contract": len(self.late),
+                "malformed_by_contract": len(self.malformed),
+            },
+        }
+
+
 def compute_truth(
     config: SimConfig,
     emitted: Iterable[Emitted],
@@ -400,177 +612,7 @@ def compute_truth(
     products_per_window: int = 50,
     rolling: tuple[int, ...] = (5, 10),
 ) -> dict:
-    """The expected windows, rooms (rolling and session blocks), late, malformed and
-    dead-lettered records of ``emitted``, every room's state beginning with its first record
-    here."""
-    size = config.window_ms
-    grace = config.grace_ms
-    partitions = config.partitions
-    horizon = retention * size
-    max_ts: dict[tuple[str, int], int] = {}
-    windows: dict[tuple[str, int], _Window] = {}
-    net_by_second: dict[str, dict[int, int]] = {}  # room -> second -> enters - leaves
-    currency_of: dict[str, str] = {}
-    paid_in: dict[tuple[str, str, str], int] = {}  # (room, type, order id) -> latest window
-    late: list[dict] = []
-    late_by_room: Counter[str] = Counter()
-    malformed: list[dict] = []
-    foreign: list[dict] = []
-    duplicates: Counter[str] = Counter()
-    labels: Counter[str] = Counter()
-    applied = 0
-
-    for e in emitted:
-        labels[e.label] += 1
-        body, reason = check(e.topic, e.key, e.value)
-        if body is None:
-            malformed.append({"event_id": e.event_id, "topic": e.topic, "reason": reason})
-            continue
-        ts = body["ts"]
-        room = body["room_id"]
-        where = (e.topic, partition_of(e.key, partitions))
-        top = max_ts.get(where)
-        if top is None or ts > top:
-            max_ts[where] = ts
-        elif top - ts > grace:
-            late.append(
-                {
-                    "event_id": e.event_id,
-                    "topic": e.topic,
-                    "room_id": room,
-                    "ts": ts,
-                    "arrival_ms": e.arrival_ms,
-                }
-            )
-            late_by_room[room] += 1
-            continue
-        type_ = body["type"]
-        start = ts - ts % size
-        if e.topic == "orders":
-            first = currency_of.setdefault(room, body["currency"])
-            if body["currency"] != first:
-                foreign.append(
-                    {"event_id": body["event_id"], "room_id": room, "reason": "currency"}
-                )
-                continue
-        w = windows.get((room, start))
-        if w is not None and body["event_id"] in w.ids:
-            duplicates["event_id"] += 1
-            continue
-        order_key = (room, type_, body["order_id"]) if type_ in ("paid", "refunded") else None
-        if order_key is not None:
-            before = paid_in.get(order_key)
-            if before is not None and before >= start - horizon:
-                duplicates["order_id"] += 1
-                continue
-            paid_in[order_key] = start if before is None else max(before, start)
-        applied += 1
-        if w is None:
-            w = windows[(room, start)] = _Window()
-        w.ids.add(body["event_id"])
-        c = w.counts
-        net = 0
-        if type_ == "impression":
-            c[IMPRESSIONS] += 1
-        elif type_ == "enter":
-            c[ENTERS] += 1
-            net = 1
-        elif type_ == "leave":
-            c[LEAVES] += 1
-            c[WATCH_MS] += body["watch_ms"]
-            net = -1
-        elif type_ == "product_impression":
-            c[PRODUCT_IMPRESSIONS] += 1
-        elif type_ == "product_click":
-            c[PRODUCT_CLICKS] += 1
-        elif type_ == "created":
-            c[CREATED] += 1
-        elif type_ == "paid":
-            c[PAID] += 1
-            c[GMV] += body["amount_cents"]
-        else:  # refunded
-            c[REFUNDS] += 1
-            c[REFUND_CENTS] += body["amount_cents"]
-        people = w.people.get(type_)
-        if people is not None:
-            people.add(body["user_id"])
-        slot = _PRODUCT_SLOT.get(type_)
-        if slot is not None:
-            product = w.products.get(body["product_id"])
-            if product is None:
-                product = w.products[body["product_id"]] = [0] * len(PRODUCT_KEYS)
-            product[slot] += 1
-            if type_ == "paid":
-                product[P_GMV] += body["amount_cents"]
-        seconds = net_by_second.get(room)
-        if seconds is None:
-            seconds = net_by_second[room] = {}
-        second = ts // 1000
-        seconds[second] = seconds.get(second, 0) + net
-
-    rows: list[dict] = []
-    rooms: dict[str, dict] = {}
-    by_room: dict[str, list[tuple[int, _Window]]] = {}
-    for room, start in sorted(windows):
-        by_room.setdefault(room, []).append((start, windows[(room, start)]))
-    for room, kept_windows in by_room.items():
-        code = currency_of.get(room)
-        gmv_scale = 10 ** (CURRENCIES[code][1] if code else 2)
-        online = _Online(net_by_second[room])
-        room_rows = []
-        for start, w in kept_windows:
-            c = w.counts
-            prev = windows.get((room, start - size))
-            prev_paid = prev.counts[PAID] if prev else None
-            prev_gmv = prev.counts[GMV] if prev else None
-            people = {key: len(w.people[type_]) for type_, key in PEOPLE.items()}
-            room_rows.append(
-                {
-                    "room_id": room,
-                    "window_start": start,
-                    "window_end": start + size,
-                    **dict(zip(COUNT_KEYS, c, strict=True)),
-                    "unique_viewers": people["viewers"],
-                    **people,
-                    **_derived(c, c[GMV] / gmv_scale, people),
-                    "order_growth": _growth(c[PAID], prev_paid),
-                    "gmv_growth": _growth(c[GMV], prev_gmv),
-                    **online.window(start, start + size),
-                    "products": _products(w.products, products_per_window),
-                }
-            )
-        kept = [w for _, w in kept_windows]
-        rooms[room] = {
-            "rolling": _rolling(room_rows, kept, size, rolling, gmv_scale),
-            "session": _session(room_rows, kept, online, gmv_scale),
-        }
-        rows += room_rows
-
-    settings = asdict(config)
-    settings["incidents"] = list(config.incidents)
-    settings["currencies"] = list(config.currencies)
-    return {
-        "config": settings,
-        "windows": rows,
-        "rooms": rooms,
-        "currencies": dict(sorted(currency_of.items())),
-        "late": late,
-        "late_by_room": dict(sorted(late_by_room.items())),
-        "malformed": malformed,
-        "dead_letters": foreign,
-        "duplicates": dict(sorted(duplicates.items())),
-        "incidents": incidents(config) if config.end_ms is not None else [],
-        "totals": {
-            "emitted": sum(labels.values()),
-            "ok": labels["ok"],
-            "out_of_order": labels["out_of_order"],
-            "late": labels["late"],
-            "malformed": labels["malformed"],
-            "duplicate": labels["duplicate"],
-            "repeated_payment": labels["repeated_payment"],
-            "foreign_currency": labels["foreign_currency"],
-            "applied": applied,
-            "late_by_contract": len(late),
-            "malformed_by_contract": len(malformed),
-        },
-    }
+    """The truth (``Truth.result``) of ``emitted``."""
+    truth = Truth(config, retention, products_per_window, rolling)
+    deque(truth.observe(emitted), maxlen=0)
+    return truth.result()
