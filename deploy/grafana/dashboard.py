@@ -249,6 +249,11 @@ class At:
 Placed = tuple[At, object]
 
 
+def open_window(metric: str) -> str:
+    """The room's open window's value of ``livepulse_room_window_<metric>`` (see ``closed``)."""
+    return f'max(livepulse_room_window_{metric}{{{ROOM}, window="open"}})'
+
+
 def closed(metric: str) -> str:
     """The room's last closed window's value of ``livepulse_room_window_<metric>``: one value
     per room; max() folds a copy that briefly exists on two workers during a partition
@@ -368,14 +373,105 @@ def overview_row() -> list[Placed]:
     ]
 
 
+def online_row() -> list[Placed]:
+    """Who is in the room: online viewers now and at the peak, people this session, watch time."""
+    return [
+        (
+            At(x=0, y=0, w=12, h=8),
+            series_panel(
+                "Online viewers",
+                "Enters minus leaves since the room's state began (a viewer without a leave "
+                "stays counted): now (open window), at the end of each closed window, and the "
+                "closed window's peak.",
+                "short",
+                NONZERO,
+                [
+                    Q(open_window("online_viewers"), "now"),
+                    Q(closed("online_viewers"), "end of last closed window"),
+                    Q(closed("online_viewers_peak"), "peak of last closed window"),
+                ],
+                decimals=0,
+                min_val=0,
+            ),
+        ),
+        (
+            At(x=12, y=0, w=6, h=4),
+            stat_panel(
+                "Online now",
+                "Enters minus leaves so far (the open window's running count).",
+                "short",
+                NONZERO,
+                [Q(open_window("online_viewers"), "online", instant=True)],
+                decimals=0,
+            ),
+        ),
+        (
+            At(x=18, y=0, w=6, h=4),
+            stat_panel(
+                "Peak online this session",
+                "The largest online count at the end of any second of the room's session.",
+                "short",
+                NONZERO,
+                [Q(f"max(livepulse_room_session_online_viewers_peak{{{ROOM}}})", "peak", True)],
+                decimals=0,
+            ),
+        ),
+        (
+            At(x=12, y=4, w=6, h=4),
+            stat_panel(
+                "Viewers this session",
+                "Distinct people who entered since the room's session began (累计观看人数).",
+                "short",
+                NONZERO,
+                [Q(f"max(livepulse_room_session_viewers{{{ROOM}}})", "viewers", instant=True)],
+                decimals=0,
+            ),
+        ),
+        (
+            At(x=18, y=4, w=6, h=4),
+            stat_panel(
+                "Buyers this session",
+                "Distinct people who paid since the room's session began.",
+                "short",
+                NONZERO,
+                [Q(f"max(livepulse_room_session_buyers{{{ROOM}}})", "buyers", instant=True)],
+                decimals=0,
+            ),
+        ),
+        (
+            At(x=0, y=8, w=24, h=8),
+            series_panel(
+                "Watch time",
+                "Of each closed window: watch time per viewer (人均观看时长: total watch time / "
+                "distinct viewers) and per leave (average of the leaves' watch times).",
+                "s",
+                NONZERO,
+                [
+                    Q(closed("watch_seconds_per_viewer"), "per viewer"),
+                    Q(closed("average_watch_seconds"), "per leave"),
+                ],
+                decimals=1,
+                min_val=0,
+            ),
+        ),
+    ]
+
+
 def funnel_row() -> list[Placed]:
-    """The room's funnel stages and the rates between them."""
+    """The room's funnel in events (left) and in people (right), each with its rates."""
     funnel_stages = (
         ("impressions", "impressions"),
         ("enters", "enters"),
         ("product_impressions", "product impressions"),
         ("product_clicks", "product clicks"),
         ("orders_paid", "paid orders"),
+    )
+    people_stages = (
+        ("impression_users", "shown the room"),
+        ("viewers", "viewers"),
+        ("product_impression_users", "shown a product"),
+        ("clickers", "clickers"),
+        ("buyers", "buyers"),
     )
 
     return [
@@ -395,7 +491,7 @@ def funnel_row() -> list[Placed]:
             ),
         ),
         (
-            At(x=12, y=0, w=6, h=4),
+            At(x=0, y=8, w=6, h=4),
             stat_panel(
                 "Enter rate (enters / impressions)",
                 "Ratio of 5-minute rates. Plausible range 3–15 %.",
@@ -406,7 +502,7 @@ def funnel_row() -> list[Placed]:
             ),
         ),
         (
-            At(x=18, y=0, w=6, h=4),
+            At(x=6, y=8, w=6, h=4),
             stat_panel(
                 "Click-through (clicks / product impressions)",
                 "Ratio of 5-minute rates. Plausible range 5–15 %.",
@@ -417,7 +513,7 @@ def funnel_row() -> list[Placed]:
             ),
         ),
         (
-            At(x=12, y=4, w=6, h=4),
+            At(x=0, y=12, w=6, h=4),
             stat_panel(
                 "Conversion (paid orders / enters)",
                 "Ratio of 5-minute rates: the headline conversion. About 1–3 % is usual.",
@@ -434,7 +530,7 @@ def funnel_row() -> list[Placed]:
             ),
         ),
         (
-            At(x=18, y=4, w=6, h=4),
+            At(x=6, y=12, w=6, h=4),
             stat_panel(
                 "Click-to-order (paid orders / clicks)",
                 "Ratio of 5-minute rates.",
@@ -447,6 +543,62 @@ def funnel_row() -> list[Placed]:
                         True,
                     )
                 ],
+                decimals=2,
+            ),
+        ),
+        (
+            At(x=12, y=0, w=12, h=8),
+            bars_panel(
+                "Funnel in people: shown the room → viewers → shown a product → clickers → buyers",
+                "Distinct people (user_id) at each stage of the room's last closed window "
+                "(HLL sketches: within 2 % of exact). A red bar is a stage nobody reached.",
+                "short",
+                NONZERO,
+                [Q(closed(name), label, instant=True) for name, label in people_stages],
+                decimals=0,
+            ),
+        ),
+        (
+            At(x=12, y=8, w=6, h=4),
+            stat_panel(
+                "Enter rate in people (viewers / people shown the room)",
+                "Last closed window.",
+                RATIO_UNIT,
+                ENTER_RATE,
+                [Q(closed("enter_users_ratio"), "enter rate (people)", True)],
+                decimals=1,
+            ),
+        ),
+        (
+            At(x=18, y=8, w=6, h=4),
+            stat_panel(
+                "Click-through in people (clickers / people shown a product)",
+                "Last closed window.",
+                RATIO_UNIT,
+                CTR,
+                [Q(closed("click_through_users_ratio"), "CTR (people)", True)],
+                decimals=1,
+            ),
+        ),
+        (
+            At(x=12, y=12, w=6, h=4),
+            stat_panel(
+                "Conversion in people (buyers / viewers)",
+                "Last closed window.",
+                RATIO_UNIT,
+                CONVERSION,
+                [Q(closed("conversion_users_ratio"), "conversion (people)", True)],
+                decimals=2,
+            ),
+        ),
+        (
+            At(x=18, y=12, w=6, h=4),
+            stat_panel(
+                "Click-to-buy in people (buyers / clickers)",
+                "Last closed window (商品点击-成交率).",
+                RATIO_UNIT,
+                CLICK_TO_ORDER,
+                [Q(closed("click_to_buy_users_ratio"), "click-to-buy (people)", True)],
                 decimals=2,
             ),
         ),
@@ -522,7 +674,7 @@ def over_time_row() -> list[Placed]:
 
 
 def money_row() -> list[Placed]:
-    """The room's GMV, GPM and AOV over time."""
+    """The room's GMV, GPM and AOV over time; UV value and AOV per buyer."""
     return [
         (
             At(x=0, y=0, w=8, h=8),
@@ -567,6 +719,34 @@ def money_row() -> list[Placed]:
                 [
                     Q(f"room_id:livepulse_room_aov:ratio_rate5m{{{ROOM}}}", "5m rate"),
                     Q(closed("average_order_value"), "last closed window"),
+                ],
+                decimals=2,
+                min_val=0,
+            ),
+        ),
+        (
+            At(x=0, y=8, w=12, h=8),
+            series_panel(
+                "UV value: GMV per viewer",
+                "GMV / viewers (distinct people who entered) of each closed window (UV价值).",
+                MONEY_UNIT,
+                NONZERO,
+                [Q(closed("uv_value"), "UV value")],
+                decimals=2,
+                min_val=0,
+            ),
+        ),
+        (
+            At(x=12, y=8, w=12, h=8),
+            series_panel(
+                "AOV per buyer and per order",
+                "GMV / buyers (distinct people who paid) and GMV / paid orders, of each "
+                "closed window.",
+                MONEY_UNIT,
+                NONZERO,
+                [
+                    Q(closed("average_order_value_per_buyer"), "per buyer"),
+                    Q(closed("average_order_value"), "per order"),
                 ],
                 decimals=2,
                 min_val=0,
@@ -761,9 +941,10 @@ def pipeline_row() -> list[Placed]:
 #: (row title, its panels), in order; docs/deployment.md explains each row.
 ROWS = (
     ("Overview: all rooms", overview_row),
-    ("Room $room: funnel and its rates", funnel_row),
+    ("Room $room: online viewers and watch time", online_row),
+    ("Room $room: funnel in events and in people", funnel_row),
     ("Room $room: conversion and growth over time", over_time_row),
-    ("Room $room: GMV, GPM, AOV", money_row),
+    ("Room $room: GMV, GPM, AOV, UV value", money_row),
     ("In-stream alerts", alerts_row),
     ("Pipeline: late and dead-lettered events", late_row),
     ("Pipeline: workers, watermarks, consumer lag", pipeline_row),
