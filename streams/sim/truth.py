@@ -230,9 +230,10 @@ _APPLY: dict[str, tuple[int, int, tuple[str, int] | None, int | None]] = {
 class _Window:
     """What the truth keeps of one room window while it reads the records."""
 
-    __slots__ = ("counts", "ids", "people", "products")
+    __slots__ = ("counts", "ids", "people", "products", "seconds")
 
-    def __init__(self) -> None:
+    def __init__(self, seconds: dict[int, int]) -> None:
+        self.seconds = seconds  # the room's enters - leaves per second
         self.counts = [0] * _SLOTS
         self.people: dict[str, set[str]] = {type_: set() for type_ in PEOPLE}
         self.products: dict[str, list[int]] = {}
@@ -419,7 +420,8 @@ class Truth:
         self.rolling = rolling
         self.max_ts: dict[tuple[str, int], int] = {}
         self.windows: dict[tuple[str, int], _Window] = {}
-        self.net_by_second: dict[str, dict[int, int]] = {}  # room -> second -> enters - leaves
+        # room -> second -> enters - leaves (each window of the room holds its room's)
+        self.net_by_second: dict[str, dict[int, int]] = {}
         self.currency_of: dict[str, str] = {}
         # (room, type, order id) -> latest window
         self.paid_in: dict[tuple[str, str, str], int] = {}
@@ -428,7 +430,7 @@ class Truth:
         self.malformed: list[dict] = []
         self.foreign: list[dict] = []
         self.duplicates: Counter[str] = Counter()
-        self.labels: Counter[str] = Counter()
+        self.labels: dict[str, int] = {}  # not a Counter: a plain dict is faster to update
         self.applied = 0
 
     def observe(self, emitted: Iterable[Emitted]) -> Iterator[Emitted]:
@@ -454,7 +456,7 @@ class Truth:
         try:
             for e in emitted:
                 yield e
-                labels[e.label] += 1
+                labels[e.label] = labels.get(e.label, 0) + 1
                 body, reason = check(e.topic, e.key, e.value)
                 if body is None:
                     malformed.append({"event_id": e.event_id, "topic": e.topic, "reason": reason})
@@ -504,7 +506,7 @@ class Truth:
                     paid_in[order_key] = start if before is None else max(before, start)
                 applied += 1
                 if w is None:
-                    w = windows[(room, start)] = _Window()
+                    w = windows[(room, start)] = _Window(net_by_second.setdefault(room, {}))
                 w.ids.add(body["event_id"])
                 slot, net, amount, product_slot = _APPLY[type_]
                 c = w.counts
@@ -521,9 +523,7 @@ class Truth:
                     product[product_slot] += 1
                     if product_slot == P_PAID:
                         product[P_GMV] += body["amount_cents"]
-                seconds = net_by_second.get(room)
-                if seconds is None:
-                    seconds = net_by_second[room] = {}
+                seconds = w.seconds
                 second = ts // 1000
                 seconds[second] = seconds.get(second, 0) + net
         finally:
@@ -593,13 +593,13 @@ class Truth:
             "incidents": incidents(config) if config.end_ms is not None else [],
             "totals": {
                 "emitted": sum(self.labels.values()),
-                "ok": self.labels["ok"],
-                "out_of_order": self.labels["out_of_order"],
-                "late": self.labels["late"],
-                "malformed": self.labels["malformed"],
-                "duplicate": self.labels["duplicate"],
-                "repeated_payment": self.labels["repeated_payment"],
-                "foreign_currency": self.labels["foreign_currency"],
+                "ok": self.labels.get("ok", 0),
+                "out_of_order": self.labels.get("out_of_order", 0),
+                "late": self.labels.get("late", 0),
+                "malformed": self.labels.get("malformed", 0),
+                "duplicate": self.labels.get("duplicate", 0),
+                "repeated_payment": self.labels.get("repeated_payment", 0),
+                "foreign_currency": self.labels.get("foreign_currency", 0),
                 "applied": self.applied,
                 "late_by_contract": len(self.late),
                 "malformed_by_contract": len(self.malformed),
