@@ -154,6 +154,12 @@ class Settings(BaseSettings):
         "unset: the bind address, or this machine's host name when it binds every address.",
     )
     web_port: int = Field(6066, ge=1, le=65535, description="Port of /metrics, /rooms, /ready.")
+    web_config_file: Path | None = Field(
+        None,
+        description="TLS and basic auth for every page but /health and /ready, in the "
+        "Prometheus exporter toolkit's web config format (tls_server_config, "
+        "basic_auth_users with bcrypt hashes; docs/security.md); unset: plain http, open.",
+    )
     metrics_max_rooms: int = Field(
         5_000,
         ge=1,
@@ -201,6 +207,15 @@ class Settings(BaseSettings):
     def _file_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError(f"no such file: {value}")
+        return value
+
+    @field_validator("web_config_file")
+    @classmethod
+    def _web_config_is_usable(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            from streams.worker.web_auth import load  # bcrypt and yaml only when it is set
+
+            load(value)
         return value
 
     @field_validator("detector")
