@@ -53,7 +53,7 @@ class WebConfig:
     path: Path
     cert_file: Path | None = None
     key_file: Path | None = None
-    users: dict[str, bytes] = field(default_factory=dict)
+    users: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     @property
     def tls(self) -> bool:
