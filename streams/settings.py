@@ -148,18 +148,18 @@ class Settings(BaseSettings):
 
     # --- Worker ----------------------------------------------------------------------------
     web_host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
-    web_advertised_host: str | None = Field(
-        None,
-        description="Host name other workers reach this one at (Faust's canonical URL); "
-        "unset: the bind address, or this machine's host name when it binds every address.",
-    )
-    web_port: int = Field(6066, ge=1, le=65535, description="Port of /metrics, /rooms, /ready.")
     web_config_file: Path | None = Field(
         None,
         description="TLS and basic auth for every page but /health and /ready, in the "
         "Prometheus exporter toolkit's web config format (tls_server_config, "
         "basic_auth_users with bcrypt hashes; docs/security.md); unset: plain http, open.",
     )
+    web_advertised_host: str | None = Field(
+        None,
+        description="Host name other workers reach this one at (Faust's canonical URL); "
+        "unset: the bind address, or this machine's host name when it binds every address.",
+    )
+    web_port: int = Field(6066, ge=1, le=65535, description="Port of /metrics, /rooms, /ready.")
     metrics_max_rooms: int = Field(
         5_000,
         ge=1,
@@ -209,6 +209,12 @@ class Settings(BaseSettings):
             raise ValueError(f"no such file: {value}")
         return value
 
+    @field_validator("detector")
+    @classmethod
+    def _detector_is_usable(cls, value: DetectorConfig) -> DetectorConfig:
+        value.check()
+        return value
+
     @field_validator("web_config_file")
     @classmethod
     def _web_config_is_usable(cls, value: Path | None) -> Path | None:
@@ -216,12 +222,6 @@ class Settings(BaseSettings):
             from streams.worker.web_auth import load  # bcrypt and yaml only when it is set
 
             load(value)
-        return value
-
-    @field_validator("detector")
-    @classmethod
-    def _detector_is_usable(cls, value: DetectorConfig) -> DetectorConfig:
-        value.check()
         return value
 
     @model_validator(mode="after")

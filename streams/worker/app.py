@@ -245,11 +245,11 @@ class LivePulse:
                     {
                         "room_id": state.room_id,
                         "currency": state.currency_code,
+                        "gmv_sparkline": gmv_sparkline(state, size),
                         "late_events": state.late_events,
                         "alerts": [] if state.detector is None else state.detector.firing(),
                         "last_closed": None if last is None else state.describe(last, size),
                         "open": None if current is None else state.describe(current, size),
-                        "gmv_sparkline": gmv_sparkline(state, size),
                     }
                 )
                 if i % 200 == 0:
