@@ -116,7 +116,7 @@ const LP = (() => {
   // of the open (provisional) window or -1, bands [{from, to, label}] (alert episodes, ms),
   // format for the y axis labels. Closed windows are solid, the open one dashed.
   function lineChart(host, { title, xs, series, openIndex, bands, format, stepMs }) {
-    const W = 600, H = 180, L = 56, R = 8, T = 10, B = 24;
+    const W = 600, H = 180, L = 84, R = 8, T = 10, B = 24;
     const box = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": title });
     box.append(Object.assign(svg("title"), { textContent: title }));
     const all = series.flatMap((s) => s.values.filter((v) => !missing(v)));
