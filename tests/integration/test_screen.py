@@ -141,13 +141,17 @@ def test_all_rooms_page_lists_every_room_sorted_and_filtered(
     for room_id, gmv in shown:
         assert _same(gmv, (rows[room_id]["last_closed"] or {}).get("gmv_cents")), room_id
     assert page.locator("#body svg.spark").count() == len(rows)
-    # sorted by last window GMV, highest first, after a click on its column
-    page.click("th[data-col=gmv_last] button")
-    page.click("th[data-col=gmv_last] button")
-    values = page.eval_on_selector_all(
-        "#body tr td[data-col=gmv_last]", "tds => tds.map(td => Number(td.dataset.value || -1))"
-    )
-    assert values == sorted(values, reverse=True) and len(values) == len(rows)
+    # the column buttons sort: room ids (first click a-z, second z-a), session GMV (highest
+    # first, rooms without the value last); no room of this session is alerting
+    assert not any(r["alerts"] for r in rows.values())
+    page.click("th[data-col=room] button")
+    assert _column(page, "room") == sorted(rows)
+    page.click("th[data-col=room] button")
+    assert _column(page, "room") == sorted(rows, reverse=True)
+    page.click("th[data-col=gmv] button")
+    gmv = _column(page, "gmv")
+    present = [float(g) for g in gmv if g]
+    assert present == sorted(present, reverse=True) and gmv[: len(present)] == [g for g in gmv if g]
     page.screenshot(path=str(tmp_path / "rooms-1280.png"), full_page=True)
     room_id = _busiest(replayed)
     page.fill("#filter", room_id)
@@ -164,6 +168,15 @@ def test_all_rooms_page_lists_every_room_sorted_and_filtered(
     wait_until(lambda: phone.locator("#body tr").count() == len(rows), 20, "rooms on a phone")
     phone.screenshot(path=str(tmp_path / "rooms-390.png"), full_page=True)
     assert not browser.errors, browser.errors
+
+
+def _column(page: Any, col: str) -> list[str]:
+    """The data-value of a column of the all-rooms table, top to bottom (room: the ids)."""
+    if col == "room":
+        return page.eval_on_selector_all("#body tr", "trs => trs.map(tr => tr.dataset.room)")
+    return page.eval_on_selector_all(
+        f"#body tr td[data-col={col}]", "tds => tds.map(td => td.dataset.value)"
+    )
 
 
 async def _enter(pipeline: Pipeline, room_id: str, at_ms: int, n: int) -> None:
