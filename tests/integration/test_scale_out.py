@@ -3,6 +3,7 @@ either worker answers for every room (it forwards to the owner) and lists them a
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import urllib.error
@@ -16,6 +17,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from streams.worker.screen.peers import FORWARDED
+from tests.support.browser import chromium
 from tests.support.stack import (
     PARTITIONS,
     Stack,
@@ -44,6 +46,17 @@ def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         return exc.code, exc.read()
     except OSError:
         return 0, b"{}"
+
+
+def _screen_windows(url: str) -> tuple[str, str]:
+    """(windows drawn, status line) of a room screen, once it has its data."""
+    with chromium() as browser:
+        page = browser.page()
+        page.goto(url)
+        page.wait_for_function("() => document.body.dataset.windows")
+        status = page.inner_text("#status")
+        assert not browser.errors, browser.errors
+        return page.evaluate("document.body.dataset.windows"), status.split(" · ")[1]
 
 
 def _served_by(url: str) -> str | None:
@@ -127,6 +140,10 @@ async def test_rooms_move_with_their_partition(one_worker: tuple[Stack, Path]) -
                 assert _served_by(f"{url}/rooms/{r}") == (None if url == owner else owner)
                 status, page = _get(f"{url}/screen/{r}")
                 assert status == 200 and b"<html" in page
+        # in Chromium: the first worker shows the screen of a room the second one owns
+        moved = sorted(expected[second])[0]
+        shown = await asyncio.to_thread(_screen_windows, f"{first}/screen/{moved}")
+        assert shown == ("1", f"served by its owner {second}"), shown
         # and either worker's all-rooms page lists every worker's rooms
         for url in (first, second):
             merged = orjson.loads(_get(f"{url}/screen/api/rooms")[1])
