@@ -196,3 +196,35 @@ async def _enter(pipeline: Pipeline, room_id: str, at_ms: int, n: int) -> None:
             )
     finally:
         await producer.stop()
+
+
+def test_alert_episodes_are_shaded_while_active_and_after_they_end(
+    replayed: Pipeline, browser: Browser
+) -> None:
+    """The worker's answer with an alert added in flight (Playwright routes the request): the
+    curves shade the episode from its window on, and keep it once the alert has gone."""
+    room_id = _busiest(replayed)
+    detail = replayed.room(room_id)
+    assert detail is not None
+    since = detail["windows"][-3]["window_start"]
+    alert = {"kind": "payment_trouble", "product_id": None, "since": since, "severity": "page"}
+    firing = {"on": True}
+
+    def answer(route: Any) -> None:
+        body = orjson.loads(route.fetch().body())
+        body["alerts"] = [alert] if firing["on"] else []
+        route.fulfill(body=orjson.dumps(body), content_type="application/json")
+
+    page = browser.page(1280, 900)
+    page.route(f"**/rooms/{room_id}", answer)
+    page.goto(f"{replayed.base_url}/screen/{room_id}")
+    page.wait_for_selector("#c-enters rect.band")
+    assert page.locator("#alerts li").inner_text().startswith("payment trouble since")
+    drawn = page.locator(".chart:has(polyline)").count()  # curves with data
+    assert drawn >= 3 and page.locator(".chart rect.band").count() == drawn
+    firing["on"] = False
+    page.wait_for_function("() => !document.querySelector('#alerts li')")
+    page.wait_for_function(
+        "() => document.querySelector('#c-enters rect.band title').textContent.includes('ended')"
+    )
+    assert not browser.errors, browser.errors

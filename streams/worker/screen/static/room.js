@@ -55,7 +55,10 @@
     put($("h-dead"), room.dead_letters, "int");
   }
 
-  function alerts(room, size) {
+  // Alert episodes to shade: the active ones (the API names only those), and the ones this
+  // page saw end while it was open (they end where the room's newest window then ended).
+  const episodes = new Map();
+  function alerts(room, newestEnd) {
     const list = room.alerts || [];
     $("alerts").replaceChildren(
       ...list.map((a) =>
@@ -63,7 +66,19 @@
           `${a.kind.replaceAll("_", " ")}${a.product_id ? " (" + a.product_id + ")" : ""} since ${fmt.time(a.since)}`)
       )
     );
-    return list.map((a) => ({ from: a.since, to: Infinity, label: `${a.kind} since ${fmt.time(a.since)}` }));
+    const active = new Set();
+    for (const a of list) {
+      const key = `${a.kind}/${a.product_id || ""}/${a.since}`;
+      active.add(key);
+      episodes.set(key, { from: a.since, to: Infinity, label: `${a.kind} since ${fmt.time(a.since)}` });
+    }
+    for (const [key, episode] of episodes) {
+      if (!active.has(key) && episode.to === Infinity) {
+        episode.to = newestEnd;
+        episode.label = `${episode.label}, ended by ${fmt.time(newestEnd)}`;
+      }
+    }
+    return [...episodes.values()];
   }
 
   function curves(room, windows, bands) {
@@ -147,7 +162,8 @@
     document.body.dataset.windows = String(windows.length);
     $("currency").textContent = room.currency || "";
     headline(room);
-    curves(room, windows, alerts(room));
+    const newestEnd = windows.length ? windows[windows.length - 1].window_end : Date.now();
+    curves(room, windows, alerts(room, newestEnd));
     funnel(room, last, open);
     compare(room);
     products(room, last);
