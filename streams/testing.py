@@ -21,7 +21,6 @@ import contextlib
 import os
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 import pytest
@@ -42,6 +41,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from streams.core.partitioner import partition_of
 from streams.settings import Settings
 from streams.worker import broker
+
+if TYPE_CHECKING:
+    import ssl
 
 T = TypeVar("T")
 

@@ -16,8 +16,6 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from streams.worker.screen.peers import FORWARDED
-from tests.support.browser import chromium
 from tests.support.stack import (
     PARTITIONS,
     Stack,
@@ -50,6 +48,8 @@ def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
 
 def _screen_windows(url: str) -> tuple[str, str]:
     """(windows drawn, status line) of a room screen, once it has its data."""
+    from tests.support.browser import chromium  # Playwright only for this check
+
     with chromium() as browser:
         page = browser.page()
         page.goto(url)
@@ -127,7 +127,7 @@ async def test_rooms_move_with_their_partition(one_worker: tuple[Stack, Path]) -
             for r in rooms:
                 assert (f'room_id="{r}"' in exposition) == (r in expected[url]), (url, r)
                 # the owner alone has the room; asked directly (as a forward), the other has not
-                local = _get(f"{url}/rooms/{r}", {FORWARDED: "1"})[0]
+                local = _get(f"{url}/rooms/{r}", {"X-LivePulse-Forwarded": "1"})[0]
                 assert local == (200 if r in expected[url] else 404), (url, r)
         # either worker answers for every room: the owner's own answer, forwarded
         for r in rooms:
@@ -153,6 +153,9 @@ async def test_rooms_move_with_their_partition(one_worker: tuple[Stack, Path]) -
             assert {r: listed.get(r) for r in rooms} == {
                 r: first if r in expected[first] else second for r in rooms
             }
+        for r in expected[second]:
+            detail = orjson.loads(_get(f"{second}/rooms/{r}")[1])
+            assert [w["enters"] for w in detail["windows"]] == [3]
     finally:
         second_proc.terminate()
         second_proc.wait(30)
