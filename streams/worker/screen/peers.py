@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 FORWARDED = "X-LivePulse-Forwarded"
 #: Rooms one worker's part of the all-rooms page lists at most (one /rooms page).
 MAX_ROOMS_PER_WORKER = 5_000
+#: How long one merged list of rooms serves every all-rooms page that asks.
+MERGED_FRESH_S = 1.0
 
 
 class Peers:
@@ -40,6 +43,8 @@ class Peers:
         self.pulse = pulse
         self.client_ssl = client_ssl
         self._session: aiohttp.ClientSession | None = None
+        #: the last merged list: (when, the credentials it was asked with, the task making it)
+        self._merged: tuple[float, str | None, asyncio.Task] | None = None
 
     @property
     def own(self) -> str:
@@ -89,7 +94,20 @@ class Peers:
     async def all_rooms(self, request: web.Request) -> dict:
         """Every member's ``/rooms`` rows merged (each row names its ``worker``), and how each
         member answered. A room two members list during a rebalance is kept once, from the
-        member the assignment names."""
+        member the assignment names.
+
+        Screens open at once share one merged list for up to :data:`MERGED_FRESH_S` (asked
+        with the same credentials), so each worker builds its rows once a second at most
+        however many browsers watch."""
+        auth = request.headers.get("Authorization")
+        now = time.monotonic()
+        merged = self._merged
+        if merged is None or now - merged[0] >= MERGED_FRESH_S or merged[1] != auth:
+            merged = (now, auth, asyncio.ensure_future(self._merge(request)))
+            self._merged = merged
+        return await asyncio.shield(merged[2])
+
+    async def _merge(self, request: web.Request) -> dict:
         members = self.members()
         parts = await asyncio.gather(*(self._rooms_of(url, request) for url in members))
         owners = self.owners()

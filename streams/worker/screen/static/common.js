@@ -82,11 +82,14 @@ const LP = (() => {
   }
 
   // Fetch JSON once a second without overlapping requests; onData(json, response) or
-  // onError(message). Returns a function that polls at once.
+  // onError(message). A slow answer (a worker with thousands of rooms) stretches the pause
+  // to four times its duration, so a screen never keeps a worker busy. Returns a function
+  // that polls at once.
   function poll(url, onData, onError, everyMs = 1000) {
     let timer = null;
     async function once() {
       clearTimeout(timer);
+      const started = performance.now();
       try {
         const response = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
         const body = await response.json().catch(() => ({}));
@@ -95,7 +98,7 @@ const LP = (() => {
       } catch (e) {
         onError(`the worker did not answer (${e.message})`, 0);
       }
-      timer = setTimeout(once, everyMs);
+      timer = setTimeout(once, Math.max(everyMs, 4 * (performance.now() - started)));
     }
     once();
     return once;
