@@ -199,20 +199,22 @@ def middleware(config: WebConfig) -> Callable[[Any, Handler], Awaitable[Any]]:
     return require_credentials
 
 
-def warn_if_exposed(bind: str, config: WebConfig | None) -> None:
+def warn_if_exposed(bind: str, port: int, config: WebConfig | None) -> None:
     """One warning line when the pages (GMV per room) are reachable from other machines
     without TLS or credentials."""
     if bind in LOOPBACK:
         return
     if config is None or not config.users:
         log.warning(
-            "web pages on %s:* are open to anyone who can reach this address (GMV per room); "
+            "web pages on %s:%d are open to anyone who can reach this address (GMV per room); "
             "set LIVEPULSE_WEB_CONFIG_FILE for basic auth and TLS (docs/security.md)",
             bind or "0.0.0.0",
+            port,
         )
     elif not config.tls:
         log.warning(
-            "web pages on %s:* take passwords over plain http; add tls_server_config to %s",
+            "web pages on %s:%d take passwords over plain http; add tls_server_config to %s",
             bind,
+            port,
             config.path,
         )

@@ -35,6 +35,9 @@ def replayed(livepulse_broker: str, tmp_path_factory: pytest.TempPathFactory) ->
         "topic_batches": f"{run}.livepulse.batches",
         "topic_alerts": f"{run}.live.alerts",
         "partitions": str(TRUTH["config"]["partitions"]),
+        # every address, without a web config: the worker must warn (once) that it is open
+        "web_host": "0.0.0.0",
+        "web_advertised_host": "127.0.0.1",
     }
     tmp = tmp_path_factory.mktemp("screen")
     with running_pipeline(tmp, livepulse_broker, **names) as pipeline:
@@ -48,6 +51,12 @@ def replayed(livepulse_broker: str, tmp_path_factory: pytest.TempPathFactory) ->
 def browser() -> Iterator[Browser]:
     with chromium() as b:
         yield b
+
+
+def test_a_worker_open_to_the_network_says_so_once(replayed: Pipeline) -> None:
+    log = replayed.log.read_text(errors="replace")
+    warnings = [line for line in log.splitlines() if "are open to anyone" in line]
+    assert len(warnings) == 1 and "LIVEPULSE_WEB_CONFIG_FILE" in warnings[0], warnings
 
 
 def _values(page: Any, selector: str) -> dict[str, str]:

@@ -91,12 +91,12 @@ def test_one_warning_when_exposed_without_credentials(
     caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     with caplog.at_level(logging.WARNING, logger=web_auth.__name__):
-        web_auth.warn_if_exposed("127.0.0.1", None)
+        web_auth.warn_if_exposed("127.0.0.1", 6066, None)
         assert not caplog.records
-        web_auth.warn_if_exposed("0.0.0.0", None)
+        web_auth.warn_if_exposed("0.0.0.0", 6066, None)
         assert len(caplog.records) == 1 and "LIVEPULSE_WEB_CONFIG_FILE" in caplog.text
         users = web_auth.load(_write(tmp_path, f"basic_auth_users:\n  alice: '{HASH}'\n"))
-        web_auth.warn_if_exposed("0.0.0.0", users)
+        web_auth.warn_if_exposed("0.0.0.0", 6066, users)
         assert len(caplog.records) == 2 and "plain http" in caplog.records[1].getMessage()
 
 

@@ -54,7 +54,7 @@ def web_config(settings: Settings) -> web_auth.WebConfig | None:
 def web_options(pulse: LivePulse, settings: Settings) -> dict[str, Any]:
     """Faust app settings of the web server: TLS, its canonical URL, and the middlewares."""
     config = web_config(settings)
-    web_auth.warn_if_exposed(settings.web_host, config)
+    web_auth.warn_if_exposed(settings.web_host, settings.web_port, config)
     pulse.peers = Peers(pulse, None if config is None else config.client_context())
     middlewares = [room_router(pulse, pulse.peers)]
     options: dict[str, Any] = {}
