@@ -96,9 +96,9 @@ class Peers:
         member answered. A room two members list during a rebalance is kept once, from the
         member the assignment names.
 
-        Screens open at once share one merged list for up to :data:`MERGED_FRESH_S` (asked
-        with the same credentials), so each worker builds its rows once a second at most
-        however many browsers watch."""
+        Pages asking this worker share one merged list for up to :data:`MERGED_FRESH_S` (asked
+        with the same credentials): however many browsers watch through this worker, each
+        member builds its ``/rooms`` for them once a second at most."""
         auth = request.headers.get("Authorization")
         now = time.monotonic()
         merged = self._merged
