@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 import pytest
@@ -41,6 +41,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from streams.core.partitioner import partition_of
 from streams.settings import Settings
 from streams.worker import broker
+
+if TYPE_CHECKING:
+    import ssl
 
 T = TypeVar("T")
 
@@ -106,7 +109,17 @@ class Pipeline:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.web_port}"
+        scheme = "https" if self._tls() is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.settings.web_port}"
+
+    def _tls(self) -> ssl.SSLContext | None:
+        """A worker with ``tls_server_config`` is asked over https, trusting its certificate
+        (its other pages want credentials too, but /ready and /health stay open)."""
+        if self.settings.web_config_file is None:
+            return None
+        from streams.worker.web_auth import load
+
+        return load(self.settings.web_config_file).client_context()
 
     # -- the worker ------------------------------------------------------------------------
     def start_worker(self, timeout: float = 120, wait: bool = True) -> None:
@@ -146,7 +159,9 @@ class Pipeline:
     # -- HTTP ------------------------------------------------------------------------------
     def get(self, path: str) -> tuple[int, bytes]:
         try:
-            with urllib.request.urlopen(self.base_url + path, timeout=5) as resp:
+            with urllib.request.urlopen(
+                self.base_url + path, timeout=5, context=self._tls()
+            ) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()

@@ -53,6 +53,8 @@ def test_demo_rooms_update_within_ten_seconds_of_ready(tmp_path: Path) -> None:
         assert demo.poll() is None, out.read_text()
         ready_at = time.monotonic()
         assert f"http://127.0.0.1:{web}/metrics" in out.read_text()
+        # the live screen's address is the first thing the demo says
+        assert out.read_text().splitlines()[0].startswith(f"live screen: http://127.0.0.1:{web}/")
         url = f"http://127.0.0.1:{web}/rooms"
         first = wait_until(lambda: _open_windows(url), 10, "demo rooms with an open window")
         assert any(enters > 0 for _, enters in first.values())

@@ -101,6 +101,9 @@ def prepare_config(out: Path, targets: list[str], alertmanager: str, interval: s
     :func:`write_without_offset`). Returns the new config's path.
     """
     shutil.copytree(DEPLOY / "rules", out / "rules")
+    for extra in DEPLOY.iterdir():  # files the config names, e.g. the scrape's password_file
+        if extra.is_file() and extra.name != "prometheus.yml":
+            shutil.copy(extra, out / extra.name)
     rules = recording_rules(out / "rules")
     write_without_offset(
         out / "rules" / "zz-e2e-without-offset.yml", rules, list(needing_history(rules))
