@@ -326,7 +326,7 @@ class LivePulse:
             self.metrics.envelopes_skipped.labels("failed").inc()
             log.exception("an envelope of partition %d could not be applied; skipped", partition)
             return None
-        self.metrics.record(out.tally, self.settings.source_topics)
+        self.metrics.record(out, self.settings.source_topics)
         return out
 
     async def _send_side_effects(self, partition: int, out: Outcome) -> None:
@@ -341,7 +341,6 @@ class LivePulse:
                     partition=partition,
                 )
             )
-            self.metrics.alerts.labels(alert.kind, alert.state).inc()
         if out.rejected:
             topics = self.settings.source_topics
             letters = await self._dead_letters()
@@ -349,8 +348,6 @@ class LivePulse:
                 Reference(topics[ev.src], partition, ev.offset, reason)
                 for ev, reason in out.rejected
             )
-            for ev, _ in out.rejected:
-                self.metrics.invalid.labels(topics[ev.src], "currency").inc()
 
     # -- the durability rule -----------------------------------------------------------------
     async def flush(self) -> None:

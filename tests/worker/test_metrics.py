@@ -34,7 +34,7 @@ def _run(rooms: list[str]) -> tuple[list[RoomState], CollectorRegistry]:
     bodies = [body for room in rooms for _, body in scenario.events(room, BASE)]
     for batch in (number_by_topic(bodies), flush([1000, 1000, 1000])):
         out = proc.process(batch)
-        metrics.record(out.tally, TOPICS)
+        metrics.record(out, TOPICS)
     return list(proc.rooms.values()), registry
 
 
