@@ -17,8 +17,7 @@ from streams.core.processor import PartitionProcessor
 from streams.core.rooms import RoomState
 from streams.worker.metrics import OTHER_ROOMS, PipelineCollector, PipelineMetrics, RoomExposition
 from tests.support import scenario
-from tests.support.events import number_by_topic
-from tests.support.harness import BASE, config, flush
+from tests.support.events import BASE, config, flush, number_by_topic
 from tests.support.promtool import promtool
 
 GOLDEN = Path(__file__).parent.parent / "data" / "golden.metrics"
