@@ -335,22 +335,37 @@ def measure_backlog(
     }
 
 
-def _progress_page(url: str) -> Callable[[], float | None]:
-    """A contender's ``/progress`` page (``{"events": n, ...}``), None when it does not answer."""
+def measure_by_progress_page(
+    worker: Child,
+    broker_proc: subprocess.Popen,
+    settings: Settings,
+    records: load.Partitioned,
+    port: int,
+    cap_s: float | None = None,
+) -> dict[str, Any]:
+    """:func:`measure_backlog` of a contender that serves ``GET /progress`` on ``port``
+    (``{"events": n, "ready": bool}``): done when it counts every record."""
+    url = f"http://127.0.0.1:{port}/progress"
+    total = load.total(records)
 
-    def read() -> float | None:
+    def page() -> dict | None:
         status, body = http_get(url, timeout=10)
-        return orjson.loads(body)["events"] if status == 200 else None
+        return orjson.loads(body) if status == 200 else None
 
-    return read
+    def progress() -> float | None:
+        answer = page()
+        return None if answer is None else answer["events"]
 
-
-def _ready_page(url: str) -> Callable[[], bool]:
-    def read() -> bool:
-        status, body = http_get(url, timeout=5)
-        return status == 200 and orjson.loads(body).get("ready") is True
-
-    return read
+    return measure_backlog(
+        worker,
+        broker_proc,
+        settings,
+        records,
+        ready=lambda: (page() or {}).get("ready") is True,
+        progress=progress,
+        finished=lambda: (progress() or 0) >= total,
+        cap_s=cap_s,
+    )
 
 
 # -- the three contenders ------------------------------------------------------------------
@@ -360,18 +375,7 @@ def run_ceiling(tmp: Path, records: load.Partitioned) -> dict[str, Any]:
         args = ["-m", "bench.ceiling", "--bootstrap", settings.bootstrap_servers[0]]
         args += ["--port", str(port), "--partitions", str(PARTITIONS)]
         with child("ceiling consumer", args, clean_env(), tmp / "ceiling.log") as consumer:
-            page = f"http://127.0.0.1:{port}/progress"
-            progress = _progress_page(page)
-            total = load.total(records)
-            return measure_backlog(
-                consumer,
-                broker_proc,
-                settings,
-                records,
-                ready=_ready_page(page),
-                progress=progress,
-                finished=lambda: (progress() or 0) >= total,
-            )
+            return measure_by_progress_page(consumer, broker_proc, settings, records, port)
 
 
 def run_textbook(tmp: Path, records: load.Partitioned, cap_s: float) -> dict[str, Any]:
@@ -387,19 +391,7 @@ def run_textbook(tmp: Path, records: load.Partitioned, cap_s: float) -> dict[str
         # Faust's own CLI spells the warning level "warn".
         args = ["-m", "bench.textbook", "worker", "-l", "warn"]
         with child("textbook worker", args, env, tmp / "textbook.log") as worker:
-            page = f"http://127.0.0.1:{port}/progress"
-            progress = _progress_page(page)
-            total = load.total(records)
-            return measure_backlog(
-                worker,
-                broker_proc,
-                settings,
-                records,
-                ready=_ready_page(page),
-                progress=progress,
-                finished=lambda: (progress() or 0) >= total,
-                cap_s=cap_s,
-            )
+            return measure_by_progress_page(worker, broker_proc, settings, records, port, cap_s)
 
 
 def run_livepulse(
