@@ -39,6 +39,8 @@ def test_an_exited_child_gets_no_signal() -> None:
 def test_a_server_that_exits_before_it_is_ready_fails_with_its_log(tmp_path: Path) -> None:
     args = [sys.executable, "-c", "print('bad flag'); raise SystemExit(2)"]
     url = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(NotReady, match="exited with 2\nbad flag"):
-        with serving(args, url, tmp_path / "server.log", timeout=10):
-            pass
+    with (
+        pytest.raises(NotReady, match="exited with 2\nbad flag"),
+        serving(args, url, tmp_path / "server.log", timeout=10),
+    ):
+        pass
