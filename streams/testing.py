@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.core.partitioner import partition_of
+from streams.processes import free_port, stop
 from streams.settings import Settings
 from streams.worker import broker
 
@@ -65,12 +65,6 @@ TEST_SETTINGS = {
     "session_timeout_seconds": "10",
     "heartbeat_interval_seconds": "1",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(condition: Callable[[], T], timeout: float, what: str, log: Path | None = None) -> T:
@@ -144,14 +138,8 @@ class Pipeline:
             wait_until(ready, timeout, "the worker to be ready", self.log)
 
     def stop_worker(self, sig: int = signal.SIGTERM) -> None:
-        if self.worker is None or self.worker.poll() is not None:
-            return
-        self.worker.send_signal(sig)
-        try:
-            self.worker.wait(20)
-        except subprocess.TimeoutExpired:
-            self.worker.kill()
-            self.worker.wait()
+        if self.worker is not None:
+            stop(self.worker, 20, sig)
 
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from streams.processes import stop
 from streams.settings import Settings
 from streams.worker import broker
 from streams.worker.security import client_options
@@ -206,11 +207,7 @@ def run_demo(settings: Settings, duration: float | None, console: Console) -> No
         except KeyboardInterrupt:
             console.print("stopping")
         finally:
-            worker.terminate()
-            try:
-                worker.wait(15)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            stop(worker, 15)
 
 
 def screen_url(settings: Settings) -> str:

@@ -331,7 +331,7 @@ class LivePulse:
             self.metrics.envelopes_skipped.labels("failed").inc()
             log.exception("an envelope of partition %d could not be applied; skipped", partition)
             return None
-        self.metrics.record(out.tally, self.settings.source_topics)
+        self.metrics.record(out, self.settings.source_topics)
         return out
 
     async def _send_side_effects(self, partition: int, out: Outcome) -> None:
@@ -346,7 +346,6 @@ class LivePulse:
                     partition=partition,
                 )
             )
-            self.metrics.alerts.labels(alert.kind, alert.state).inc()
         if out.rejected:
             topics = self.settings.source_topics
             letters = await self._dead_letters()
@@ -354,8 +353,6 @@ class LivePulse:
                 Reference(topics[ev.src], partition, ev.offset, reason)
                 for ev, reason in out.rejected
             )
-            for ev, _ in out.rejected:
-                self.metrics.invalid.labels(topics[ev.src], "currency").inc()
 
     # -- the durability rule -----------------------------------------------------------------
     async def flush(self) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import orjson
 
+from streams.processes import stop
 from tests.support.stack import free_port, wait_until
 
 
@@ -67,6 +68,5 @@ def test_demo_rooms_update_within_ten_seconds_of_ready(tmp_path: Path) -> None:
         assert time.monotonic() - ready_at < 10
         assert demo.wait(60) == 0, out.read_text()
     finally:
-        if demo.poll() is None:
-            demo.kill()
+        stop(demo)
     assert "demo-room-" in out.read_text()

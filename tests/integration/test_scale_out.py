@@ -16,6 +16,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from streams.processes import stop
 from tests.support.stack import (
     PARTITIONS,
     Stack,
@@ -157,5 +158,4 @@ async def test_rooms_move_with_their_partition(one_worker: tuple[Stack, Path]) -
             detail = orjson.loads(_get(f"{second}/rooms/{r}")[1])
             assert [w["enters"] for w in detail["windows"]] == [3]
     finally:
-        second_proc.terminate()
-        second_proc.wait(30)
+        stop(second_proc, 30)
