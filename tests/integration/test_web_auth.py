@@ -127,7 +127,7 @@ def test_prometheus_scrapes_with_the_documented_credentials(
     job["tls_config"] = {"ca_file": str(secured.cert)}
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     with running_prometheus(
-        config=path, data=tmp_path / "data", port=free_port(), log=tmp_path / "prometheus.log"
+        config=path, data=tmp_path / "data", log=tmp_path / "prometheus.log"
     ) as prometheus:
         wait_ready(prometheus)
         deadline = time.monotonic() + 30
