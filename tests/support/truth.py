@@ -34,33 +34,6 @@ PEOPLE_RATES = {
     "aov_per_buyer": ("gmv_cents", "buyers"),
     "watch_seconds_per_viewer": ("watch_ms_total", "viewers"),
 }
-# DEV SWITCH (remove before the final commit): issue 15's fields only when the worker serves them
-DEV_WHEN_SERVED = True
-OLD = (
-    "window_start",
-    "window_end",
-    "impressions",
-    "enters",
-    "unique_viewers",
-    "leaves",
-    "watch_ms_total",
-    "product_impressions",
-    "product_clicks",
-    "orders_created",
-    "orders_paid",
-    "gmv_cents",
-    "refunds",
-    "refund_cents",
-    "enter_rate",
-    "ctr",
-    "conversion_rate",
-    "click_to_order_rate",
-    "gpm",
-    "aov",
-    "order_growth",
-    "gmv_growth",
-)
-
 #: Keys of a rolling span that have no change.
 NOT_CHANGED = ("span_start", "span_end", "windows", "online_peak_at")
 
@@ -146,8 +119,6 @@ def assert_rolling(have: dict, want: dict, where: tuple) -> None:
 def assert_index_serves_the_blocks(pipeline: Pipeline) -> None:
     """``/rooms`` rows carry the same session and rolling blocks as ``/rooms/{room_id}``."""
     for row in pipeline.rooms():
-        if DEV_WHEN_SERVED and "session" not in row:
-            continue
         detail = pipeline.room(row["room_id"])
         assert detail is not None, row["room_id"]
         assert row["session"] == detail["session"], row["room_id"]
@@ -187,19 +158,13 @@ def assert_matches_truth(pipeline: Pipeline, truth: dict) -> int:
             "open",
             [w["window_start"] for w in detail["windows"] if not w["closed"]],
         )
-        new = not DEV_WHEN_SERVED or "rolling" in detail
         for want in expected:
             have = got[want["window_start"]]
             where = (room, want["window_start"])
-            if not new:
-                assert_block(have, {k: want[k] for k in OLD}, where)
-                continue
             assert_block(have, want, where)
             assert_products(have["products"], want["products"], (*where, "products"))
         compared += len(expected)
         assert detail["late_events"] == truth["late_by_room"].get(room, 0), room
-        if not new:
-            continue
         blocks = truth["rooms"][room]
         assert_rolling(detail["rolling"], blocks["rolling"], (room, "rolling"))
         assert_block(detail["session"], blocks["session"], (room, "session"))
