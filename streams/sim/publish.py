@@ -2,7 +2,8 @@
 
 The session model lives in :mod:`streams.sim`; this module only places it in time,
 writes its records (in the ``livepulse record`` format, so ``livepulse replay`` sends them
-back exactly, malformed ones and missing keys included) and measures the rate.
+back exactly, malformed ones and missing keys included), measures the rate, and computes the
+truth beside them in a process of its own (``TruthInBackground``).
 """
 
 from __future__ import annotations
