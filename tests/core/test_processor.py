@@ -24,7 +24,8 @@ def test_hand_computed_scenario() -> None:
     h.feed(number_by_topic(bodies))
     h.feed(flush([100, 100, 100]))
     room = h.table["r1"]
-    assert_windows_equal(room.describe_all(60_000), scenario.expected_closed_windows(BASE))
+    assert_windows_equal(room.describe_all(60_000), scenario.expected_windows(BASE))
+    assert_windows_equal([room.session()], [scenario.expected_session(BASE)])
     assert room.late_events == scenario.EXPECTED_LATE
     assert room.currency_code == "CNY"
     assert h.closed == 3
@@ -36,7 +37,7 @@ def test_same_input_in_single_event_batches_gives_the_same_windows() -> None:
     for ev in number_by_topic(bodies):
         h.feed([ev])
     h.feed(flush([100, 100, 100]))
-    assert_windows_equal(h.table["r1"].describe_all(60_000), scenario.expected_closed_windows(BASE))
+    assert_windows_equal(h.table["r1"].describe_all(60_000), scenario.expected_windows(BASE))
 
 
 def _logs(seed: int) -> list[list[Ev]]:

@@ -1,0 +1,59 @@
+"""Distinct people per funnel stage: mergeable HLL sketches of ``user_id`` (Apache DataSketches).
+
+A window keeps one sketch per stage of :data:`streams.core.funnel.PEOPLE_FIELDS`, created at
+the stage's first person (most rooms never reach some stages). An open window holds live
+sketches; a closed one keeps their compact serialized form (a few bytes per person while the
+sketch is in its exact list/set mode, ~8 KB at most in HLL mode) for as long as the rolling
+blocks may merge it, and the estimates as plain ints for good.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from datasketches import hll_sketch, hll_union, tgt_hll_type
+
+#: HLL with 2^14 buckets: relative standard error 0.8 %, so "within 2 %" holds at 2.5 sigma.
+#: Below a few thousand distinct people the sketch is in its exact list/set mode.
+HLL_LG_K = 14
+
+#: A stage's sketch: live (open window), compact bytes (closed window), or none yet.
+Part = hll_sketch | bytes | None
+
+
+def new() -> hll_sketch:
+    return hll_sketch(HLL_LG_K, tgt_hll_type.HLL_4)
+
+
+def estimate(sketch: hll_sketch | None) -> int:
+    return 0 if sketch is None else round(sketch.get_estimate())
+
+
+def pack(sketch: hll_sketch | None) -> bytes | None:
+    """The sketch's most compact serialized form (None for no sketch)."""
+    return None if sketch is None else sketch.serialize_compact()
+
+
+def unpack(data: bytes | None) -> hll_sketch | None:
+    return None if data is None else hll_sketch.deserialize(data)
+
+
+def _live(part: Part) -> hll_sketch | None:
+    return hll_sketch.deserialize(part) if isinstance(part, bytes) else part
+
+
+def union(parts: Iterable[Part]) -> hll_sketch | None:
+    """The union of the parts (None when there is none); a single part is returned as is."""
+    present = [p for p in parts if p is not None]
+    if not present:
+        return None
+    if len(present) == 1:
+        return _live(present[0])
+    merged = hll_union(HLL_LG_K)
+    for part in present:
+        merged.update(_live(part))
+    return merged.get_result(tgt_hll_type.HLL_4)
+
+
+def union_estimate(parts: Iterable[Part]) -> int:
+    return estimate(union(parts))
