@@ -758,8 +758,11 @@ class RoomState:
         end = None if last is None else last.start + size
         return rolling_view(end, size, config.rolling, self._span, self.exponent)
 
-    def session(self) -> dict:
-        """The ``session`` block: every applied event since the room's state began."""
+    def session_extremes(
+        self,
+    ) -> tuple[int, int, int, int | None, int | None, tuple[int, int] | None]:
+        """(viewers, buyers, online_now, online_peak, online_peak_at, peak GMV window) of
+        everything applied since the room's state began, open windows included."""
         ordered = [self.open[start] for start in sorted(self.open)]
         viewers = people.union_estimate(
             [self.session_viewers, *((w.sketches or [None] * _STAGES)[VIEWERS] for w in ordered)]
@@ -776,15 +779,13 @@ class RoomState:
             gmv = w.counts.gmv_cents
             if w.counts.orders_paid and (peak_gmv is None or gmv > peak_gmv[1]):
                 peak_gmv = (w.start, gmv)
+        return viewers, buyers, max(0, running), peak, peak_at, peak_gmv
+
+    def session(self) -> dict:
+        """The ``session`` block (:func:`streams.core.funnel.session_view`)."""
+        viewers, buyers, online_now, peak, peak_at, peak_gmv = self.session_extremes()
         return session_view(
-            self.totals(),
-            viewers,
-            buyers,
-            self.exponent,
-            max(0, running),
-            peak,
-            peak_at,
-            peak_gmv,
+            self.totals(), viewers, buyers, self.exponent, online_now, peak, peak_at, peak_gmv
         )
 
     # -- changelog form ------------------------------------------------------------------
