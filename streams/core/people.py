@@ -1,8 +1,9 @@
 """Distinct people per funnel stage: mergeable HLL sketches of ``user_id`` (Apache DataSketches).
 
 A window keeps one sketch per stage of :data:`streams.core.funnel.PEOPLE_FIELDS`, created at
-the stage's first person (most rooms never reach some stages). An open window holds live
-sketches; a closed one keeps their compact serialized form (a few bytes per person while the
+the stage's second person: until then the stage holds its one user id, which costs a fraction
+of an empty sketch's memory (most rooms have few people at some stages). An open window holds
+live sketches; a closed one keeps their compact serialized form (a few bytes per person while the
 sketch is in its exact list/set mode, ~8 KB at most in HLL mode) for as long as the rolling
 blocks may merge it, and the estimates as plain ints for good.
 """
@@ -17,20 +18,35 @@ from datasketches import hll_sketch, hll_union, tgt_hll_type
 #: Below a few thousand distinct people the sketch is in its exact list/set mode.
 HLL_LG_K = 14
 
-#: A stage's sketch: live (open window), compact bytes (closed window), or none yet.
-Part = hll_sketch | bytes | None
+#: An open window's stage: nobody yet, its one person's user id, or a live sketch.
+Live = hll_sketch | str | None
+#: A stage's people: live (open window), compact bytes (closed window), or none.
+Part = hll_sketch | bytes | str | None
 
 
 def new() -> hll_sketch:
     return hll_sketch(HLL_LG_K, tgt_hll_type.HLL_4)
 
 
-def estimate(sketch: hll_sketch | None) -> int:
-    return 0 if sketch is None else round(sketch.get_estimate())
+def grown(first: str, second: str) -> hll_sketch:
+    """The sketch of a stage that had one person and now has another."""
+    sketch = new()
+    sketch.update(first)
+    sketch.update(second)
+    return sketch
 
 
-def pack(sketch: hll_sketch | None) -> bytes | None:
-    """The sketch's most compact serialized form (None for no sketch)."""
+def estimate(part: Live) -> int:
+    if part is None:
+        return 0
+    if isinstance(part, str):
+        return 1
+    return round(part.get_estimate())
+
+
+def pack(part: Live) -> bytes | None:
+    """The most compact serialized form of the stage's sketch (None for nobody)."""
+    sketch = _live(part)
     return None if sketch is None else sketch.serialize_compact()
 
 
@@ -39,7 +55,13 @@ def unpack(data: bytes | None) -> hll_sketch | None:
 
 
 def _live(part: Part) -> hll_sketch | None:
-    return hll_sketch.deserialize(part) if isinstance(part, bytes) else part
+    if isinstance(part, bytes):
+        return hll_sketch.deserialize(part)
+    if isinstance(part, str):
+        sketch = new()
+        sketch.update(part)
+        return sketch
+    return part
 
 
 def union(parts: Iterable[Part]) -> hll_sketch | None:

@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import msgspec
-from datasketches import hll_sketch
 
 from streams.core import people
 from streams.core.changelog import chunk_key, session_key, window_key
@@ -61,6 +60,20 @@ DUPLICATE_REASONS = ("offset", "event_id", "order_id")
 _REFUND_SALT = 0x9E37_79B9_7F4A_7C15
 _STAGES = len(PEOPLE_FIELDS)
 _COLUMNS = len(PRODUCT_COLUMNS)
+#: Per kind (Kind's order): the people stage it counts (-1: none) and its online net.
+_STAGE_OF_KIND = (
+    IMPRESSION_USERS,
+    VIEWERS,
+    -1,
+    PRODUCT_IMPRESSION_USERS,
+    CLICKER_USERS,
+    -1,
+    BUYERS,
+    -1,
+)
+_NET_OF_KIND = (0, 1, -1, 0, 0, 0, 0, 0)
+#: Where the columns of an event without a product go (nowhere: it is never read).
+_NO_PRODUCT = [0] * len(PRODUCT_COLUMNS)
 # kinds as plain ints (IntEnum comparisons cost more on the hot path)
 _IMPRESSION_KIND, _ENTER_KIND, _LEAVE_KIND = int(Kind.IMPRESSION), int(Kind.ENTER), int(Kind.LEAVE)
 _CARD_KIND, _CLICK_KIND = int(Kind.PRODUCT_IMPRESSION), int(Kind.PRODUCT_CLICK)
@@ -216,8 +229,9 @@ class Window:
         self.version = -1  # of its last record written (-1: none yet)
         self.counts = Counts()
         self.closed = False
-        # open: a live sketch per people stage, created at the stage's first person
-        self.sketches: list[hll_sketch | None] | None = [None] * _STAGES
+        # open: per people stage, its first person's user id, then a live sketch from the
+        # second person on (a sketch costs more memory than one id)
+        self.sketches: list[people.Live] | None = [None] * _STAGES
         # closed: the people per stage, and their compact sketches while the rolling blocks
         # may merge them (the last RoomConfig.sketch_windows closed windows)
         self.people: list[int] | None = None
@@ -477,98 +491,71 @@ class RoomState:
                 w.orders_new.append(fp)
             counted[src] += 1
             c = w.counts
-            nets = w.nets
+            # online: every second with an event has a net; people: one sketch per stage
             second = ts // 1000
+            nets = w.nets
+            nets[second] = nets.get(second, 0) + _NET_OF_KIND[kind]  # type: ignore[index,union-attr]
+            stage = _STAGE_OF_KIND[kind]
+            user = ev.user
+            if stage >= 0 and user:
+                sketches = w.sketches
+                person = sketches[stage]  # type: ignore[index]
+                if person is None:  # the stage's first person, kept as is
+                    sketches[stage] = user  # type: ignore[index]
+                elif person.__class__ is str:
+                    if person != user:  # a second one: a sketch from now on
+                        sketches[stage] = people.grown(person, user)  # type: ignore[index]
+                else:
+                    person.update(user)
             if kind == _ENTER_KIND:
                 c.enters += 1
                 t.enters += 1
-                nets[second] = nets.get(second, 0) + 1  # type: ignore[index,union-attr]
-                sketch = w.sketches[VIEWERS]  # type: ignore[index]
-                if sketch is None:
-                    sketch = w.sketches[VIEWERS] = people.new()  # type: ignore[index]
-                sketch.update(ev.user)
             elif kind == _IMPRESSION_KIND:
                 c.impressions += 1
                 t.impressions += 1
-                nets.setdefault(second, 0)  # type: ignore[union-attr]
-                sketch = w.sketches[IMPRESSION_USERS]  # type: ignore[index]
-                if sketch is None:
-                    sketch = w.sketches[IMPRESSION_USERS] = people.new()  # type: ignore[index]
-                sketch.update(ev.user)
-            elif kind == _CARD_KIND:
-                c.product_impressions += 1
-                t.product_impressions += 1
-                nets.setdefault(second, 0)  # type: ignore[union-attr]
-                sketch = w.sketches[PRODUCT_IMPRESSION_USERS]  # type: ignore[index]
-                if sketch is None:
-                    sketch = w.sketches[PRODUCT_IMPRESSION_USERS] = people.new()  # type: ignore[index]
-                sketch.update(ev.user)
-                row = w.columns.get(ev.product) if w.columns is not None else None
-                if row is None:
-                    row = _product_row(w, ev.product, cap)
-                if row is not None:
-                    row[P_IMPRESSIONS] += 1
-            elif kind == _CLICK_KIND:
-                c.product_clicks += 1
-                t.product_clicks += 1
-                nets.setdefault(second, 0)  # type: ignore[union-attr]
-                sketch = w.sketches[CLICKER_USERS]  # type: ignore[index]
-                if sketch is None:
-                    sketch = w.sketches[CLICKER_USERS] = people.new()  # type: ignore[index]
-                sketch.update(ev.user)
-                row = w.columns.get(ev.product) if w.columns is not None else None
-                if row is None:
-                    row = _product_row(w, ev.product, cap)
-                if row is not None:
-                    row[P_CLICKS] += 1
             elif kind == _LEAVE_KIND:
                 c.leaves += 1
                 c.watch_ms_total += ev.value
                 t.leaves += 1
                 t.watch_ms_total += ev.value
-                nets[second] = nets.get(second, 0) - 1  # type: ignore[index,union-attr]
-            elif kind == _CREATED_KIND:
-                c.orders_created += 1
-                t.orders_created += 1
-                nets.setdefault(second, 0)  # type: ignore[union-attr]
-                row = w.columns.get(ev.product) if w.columns is not None else None
+            else:
+                columns = w.columns
+                row = columns.get(ev.product) if columns is not None else None
                 if row is None:
                     row = _product_row(w, ev.product, cap)
-                if row is not None:
+                if row is None:  # an event without a product (hand-made in tests)
+                    row = _NO_PRODUCT
+                if kind == _CARD_KIND:
+                    c.product_impressions += 1
+                    t.product_impressions += 1
+                    row[P_IMPRESSIONS] += 1
+                elif kind == _CLICK_KIND:
+                    c.product_clicks += 1
+                    t.product_clicks += 1
+                    row[P_CLICKS] += 1
+                elif kind == _CREATED_KIND:
+                    c.orders_created += 1
+                    t.orders_created += 1
                     row[P_CREATED] += 1
-            elif kind == _PAID_KIND:
-                c.orders_paid += 1
-                c.gmv_cents += ev.value
-                t.orders_paid += 1
-                nets.setdefault(second, 0)  # type: ignore[union-attr]
-                sketch = w.sketches[BUYERS]  # type: ignore[index]
-                if sketch is None:
-                    sketch = w.sketches[BUYERS] = people.new()  # type: ignore[index]
-                sketch.update(ev.user)
-                row = w.columns.get(ev.product) if w.columns is not None else None
-                if row is None:
-                    row = _product_row(w, ev.product, cap)
-                if row is not None:
+                elif kind == _PAID_KIND:
+                    c.orders_paid += 1
+                    c.gmv_cents += ev.value
+                    t.orders_paid += 1
                     row[P_PAID] += 1
                     row[P_GMV] += ev.value
-                money = tally.money.get(self.currency)
-                if money is None:
-                    money = tally.money[self.currency] = Counts()
-                money.gmv_cents += ev.value
-            else:  # Kind.ORDER_REFUNDED
-                c.refunds += 1
-                c.refund_cents += ev.value
-                t.refunds += 1
-                nets.setdefault(second, 0)  # type: ignore[union-attr]
-                row = w.columns.get(ev.product) if w.columns is not None else None
-                if row is None:
-                    row = _product_row(w, ev.product, cap)
-                if row is not None:
+                    money = tally.money.get(self.currency)
+                    if money is None:
+                        money = tally.money[self.currency] = Counts()
+                    money.gmv_cents += ev.value
+                else:  # Kind.ORDER_REFUNDED
+                    c.refunds += 1
+                    c.refund_cents += ev.value
+                    t.refunds += 1
                     row[P_REFUNDS] += 1
-                money = tally.money.get(self.currency)
-                if money is None:
-                    money = tally.money[self.currency] = Counts()
-                money.refund_cents += ev.value
+                    money = tally.money.get(self.currency)
+                    if money is None:
+                        money = tally.money[self.currency] = Counts()
+                    money.refund_cents += ev.value
         self._dirty_meta = True
         return opened
 
