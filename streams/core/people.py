@@ -65,12 +65,29 @@ def _live(part: Part) -> hll_sketch | None:
 
 
 def union(parts: Iterable[Part]) -> hll_sketch | None:
-    """The union of the parts (None when there is none); a single part is returned as is."""
+    """The union of the parts (None when there is none); a single part is returned as is.
+
+    Single user ids are added to a copy of the one sketch there is, if there is at most one
+    (the common case of a small room): cheaper than a union, the same sketch.
+    """
     present = [p for p in parts if p is not None]
     if not present:
         return None
     if len(present) == 1:
         return _live(present[0])
+    sketches = [p for p in present if not isinstance(p, str)]
+    if len(sketches) <= 1:
+        only = sketches[0] if sketches else None
+        if only is None:
+            base = new()
+        elif isinstance(only, bytes):
+            base = hll_sketch.deserialize(only)
+        else:  # a live sketch: the caller's, left as it is
+            base = hll_sketch.deserialize(only.serialize_updatable())
+        for part in present:
+            if isinstance(part, str):
+                base.update(part)
+        return base
     merged = hll_union(HLL_LG_K)
     for part in present:
         merged.update(_live(part))
