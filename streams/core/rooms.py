@@ -614,7 +614,9 @@ class RoomState:
             if self.closed_totals is None:
                 self.closed_totals = Counts()
             add_counts(self.closed_totals, w.counts)
-        _drop_sketches(self.closed, config.sketch_windows, len(due))
+        # a window past the rolling blocks' reach is written again without its sketches, so
+        # the changelog holds sketches for those windows only
+        self._dirty_windows.update(_drop_sketches(self.closed, config.sketch_windows, len(due)))
         for old in self.closed[: max(0, len(self.closed) - config.retention)]:
             self._forget(old)
         del self.closed[: max(0, len(self.closed) - config.retention)]
@@ -788,12 +790,14 @@ class RoomState:
         room = self.room_id
         before: list[tuple[str, bytes]] = []
         if self._dirty_windows:
-            dirty = [
-                w
-                for w in self.closed[-len(self._dirty_windows) :]
-                if w.start in self._dirty_windows
-            ]
-            dirty += [w for start, w in self.open.items() if start in self._dirty_windows]
+            dirty = [w for start, w in self.open.items() if start in self._dirty_windows]
+            closed = self._dirty_windows - self.open.keys()
+            for w in reversed(self.closed):  # the dirty ones are among the newest
+                if not closed:
+                    break
+                if w.start in closed:
+                    dirty.append(w)
+                    closed.discard(w.start)
             for w in sorted(dirty, key=_start):
                 for kind, new in (("e", w.ids_new), ("o", w.orders_new)):
                     if not new:
@@ -956,9 +960,13 @@ def _sorted_pairs(flat: list[int]) -> list[int]:
     return out
 
 
-def _drop_sketches(closed: list[Window], keep: int, recent: int) -> None:
+def _drop_sketches(closed: list[Window], keep: int, recent: int) -> list[int]:
     """Closed windows older than the last ``keep`` no longer need their sketches (only the
-    ``recent`` windows closed last can have moved out of that range)."""
+    ``recent`` windows closed last can have moved out of that range); returns their starts."""
     end = len(closed) - keep
+    dropped = []
     for w in closed[max(0, end - recent) : max(0, end)]:
-        w.packed = None
+        if w.packed is not None:
+            w.packed = None
+            dropped.append(w.start)
+    return dropped

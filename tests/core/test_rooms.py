@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from streams.core.changelog import window_key
 from streams.core.contract import ID_MAX_LENGTH, OTHER, Ev, Kind
 from streams.core.funnel import PEOPLE_FIELDS, Counts
-from streams.core.rooms import RoomConfig, RoomState, Tally
+from streams.core.rooms import RoomConfig, RoomState, Tally, WindowRecord
 
 CONFIG = RoomConfig(size_ms=60_000, retention=60)
 
@@ -467,3 +467,18 @@ def _snapshot(room: RoomState, table: dict[str, bytes], config: RoomConfig) -> R
 
 def _shown(room: RoomState, config: RoomConfig) -> tuple:
     return (room.describe_all(60_000), room.session(), room.rolling(config), room.online_now())
+
+
+def test_the_changelog_keeps_sketches_only_for_the_windows_rolling_may_merge() -> None:
+    config = RoomConfig(size_ms=60_000, retention=4, rolling=(1,))  # sketches: last 2 closed
+    room = RoomState("r", 0)
+    table: dict[str, bytes] = {}
+    for n in range(4):
+        _feed(room, [_ev(n, 60 * n + 1, Kind.ENTER, f"u{n}")], config)
+        room.close_until(60_000 * (n + 1), config)
+        _snapshot(room, table, config)
+    decode = msgspec.msgpack.Decoder(WindowRecord).decode
+    records = {decode(v).start: decode(v) for k, v in table.items() if "\x1fw\x1f" in k}
+    assert sorted(records) == [0, 60_000, 120_000, 180_000]  # one version each
+    assert [records[s].sketches is not None for s in sorted(records)] == [False, False, True, True]
+    assert [records[s].people for s in sorted(records)] == [[0, 1, 0, 0, 0]] * 4
