@@ -199,6 +199,7 @@ _decode_window = msgspec.msgpack.Decoder(WindowRecord).decode
 _decode_chunk = msgspec.msgpack.Decoder(list[int]).decode
 _decode_session = msgspec.msgpack.Decoder(SessionRecord).decode
 _decode_products = msgspec.msgpack.Decoder(dict[str, list[int]]).decode
+_decode_sketches = msgspec.msgpack.Decoder(list[bytes | None]).decode
 
 
 class Window:
@@ -234,8 +235,9 @@ class Window:
         self.sketches: list[people.Live] | None = [None] * _STAGES
         # closed: the people per stage, and their compact sketches while the rolling blocks
         # may merge them (the last RoomConfig.sketch_windows closed windows)
-        self.people: list[int] | None = None
-        self.packed: list[bytes | None] | None = None
+        # (one msgpack list of the five: one object, not six)
+        self.people: tuple[int, ...] | None = None
+        self.packed: bytes | None = None
         # open: [second, enters - leaves of its events, ...] in second order, one pair per
         # second with an event (a flat list: a fraction of a dict's memory); closed:
         # (online_end, online_peak, online_peak_at)
@@ -259,7 +261,7 @@ class Window:
     def people_now(self) -> list[int]:
         """The window's people per stage (so far, while open)."""
         if self.people is not None:
-            return self.people
+            return list(self.people)
         return [people.estimate(s) for s in self.sketches or [None] * _STAGES]
 
     def viewers(self) -> int:
@@ -282,7 +284,7 @@ class Window:
             products: object = (
                 None if self.products_packed is None else msgspec.Raw(self.products_packed)
             )
-            sketches = self.packed
+            sketches = None if self.packed is None else msgspec.Raw(self.packed)
             nets = None
             online_values: list[int | None] | None = (
                 None if self.online is None else list(self.online)
@@ -303,7 +305,7 @@ class Window:
             products,  # type: ignore[arg-type]
             self.id_chunks,
             self.order_chunks,
-            self.people,
+            None if self.people is None else list(self.people),
             sketches,
             nets,
             online_values,
@@ -319,8 +321,8 @@ class Window:
             rows = {p: [*r[:_COLUMNS], *[0] * (_COLUMNS - len(r))] for p, r in rec.products.items()}
         if rec.closed:
             # a previous version's closed window knew its viewers only
-            w.people = rec.people or [0, rec.unique_viewers, 0, 0, 0]
-            w.packed = list(rec.sketches) if rec.sketches is not None else None
+            w.people = tuple(rec.people or (0, rec.unique_viewers, 0, 0, 0))
+            w.packed = None if rec.sketches is None else _encode(rec.sketches)
             w.sketches = w.nets = None
             w.online = None if rec.online is None else tuple(rec.online)  # type: ignore[assignment]
             w.columns = None
@@ -587,8 +589,8 @@ class RoomState:
             if peak is not None and (self.online_peak is None or peak > self.online_peak):
                 self.online_peak, self.online_peak_at = peak, peak_at
             sketches = w.sketches or [None] * _STAGES
-            w.people = [people.estimate(x) for x in sketches]
-            w.packed = [people.pack(x) for x in sketches]
+            w.people = tuple(people.estimate(x) for x in sketches)
+            w.packed = _encode([people.pack(x) for x in sketches])
             w.sketches = None
             if sketches[VIEWERS] is not None or sketches[BUYERS] is not None:
                 self.session_viewers = people.pack(
@@ -732,13 +734,13 @@ class RoomState:
     def _span(self, low: int, high: int) -> tuple[list[SpanWindow], list[int]]:
         """The closed windows starting in ``[low, high)`` and their merged people."""
         spans = [w for w in self.closed if low <= w.start < high]
+        sketches = [_decode_sketches(w.packed) for w in spans if w.packed is not None]
         merged = []
         for stage in range(_STAGES):
             # a window restored from a previous version's record has no sketches: its
             # estimate is added (an upper bound of its share of the union)
-            parts = [w.packed[stage] for w in spans if w.packed is not None]
-            alone = sum((w.people or [0] * _STAGES)[stage] for w in spans if w.packed is None)
-            merged.append(people.union_estimate(parts) + alone)
+            alone = sum((w.people or (0,) * _STAGES)[stage] for w in spans if w.packed is None)
+            merged.append(people.union_estimate(parts[stage] for parts in sketches) + alone)
         return [
             SpanWindow(w.start, w.counts, *(w.online or (None, None, None))) for w in spans
         ], merged
