@@ -154,6 +154,12 @@ class Settings(BaseSettings):
 
     # --- Worker ----------------------------------------------------------------------------
     web_host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
+    web_config_file: Path | None = Field(
+        None,
+        description="TLS and basic auth for every page but /health and /ready, in the "
+        "Prometheus exporter toolkit's web config format (tls_server_config, "
+        "basic_auth_users with bcrypt hashes; docs/security.md); unset: plain http, open.",
+    )
     web_advertised_host: str | None = Field(
         None,
         description="Host name other workers reach this one at (Faust's canonical URL); "
@@ -235,6 +241,15 @@ class Settings(BaseSettings):
     @classmethod
     def _detector_is_usable(cls, value: DetectorConfig) -> DetectorConfig:
         value.check()
+        return value
+
+    @field_validator("web_config_file")
+    @classmethod
+    def _web_config_is_usable(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            from streams.worker.web_auth import load  # bcrypt and yaml only when it is set
+
+            load(value)
         return value
 
     @model_validator(mode="after")

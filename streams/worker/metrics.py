@@ -45,6 +45,7 @@ from streams.core.funnel import (
     derive,
     derive_people,
 )
+from streams.core.processor import Outcome
 from streams.core.rooms import DUPLICATE_REASONS, RoomState, Tally, Window
 
 #: The label value of the aggregate of rooms beyond the export cap.
@@ -268,8 +269,21 @@ class PipelineMetrics:
             for reason in DUPLICATE_REASONS:
                 self.duplicates.labels(topic, reason)
 
-    def record(self, tally: Tally, topics: Sequence[str]) -> None:
-        """Count what one batch did (``topics`` in the order of the source indexes)."""
+    def read(self, topic: str, records: int, invalid: Mapping[str, int]) -> None:
+        """Count what the ingest stage read of ``topic`` in one step, and dead-lettered by
+        reason."""
+        self.consumed.labels(topic).inc(records)
+        for reason, n in invalid.items():
+            self.invalid.labels(topic, reason).inc(n)
+
+    def record(self, out: Outcome, topics: Sequence[str]) -> None:
+        """Count what one batch did (``topics`` in the order of the source indexes): the one
+        place the stateful stage's outcome becomes counters."""
+        for alert in out.alerts:
+            self.alerts.labels(alert.kind, alert.state).inc()
+        for ev, _ in out.rejected:
+            self.invalid.labels(topics[ev.src], "currency").inc()
+        tally = out.tally
         for src, topic in enumerate(topics):
             if tally.applied[src]:
                 self.applied.labels(topic).inc(tally.applied[src])

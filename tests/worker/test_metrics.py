@@ -13,12 +13,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.core.contract import Ev, Kind
+from streams.core.currencies import CURRENCIES
+from streams.core.detector import AlertEvent
 from streams.core.processor import PartitionProcessor
 from streams.core.rooms import RoomState
 from streams.worker.metrics import OTHER_ROOMS, PipelineCollector, PipelineMetrics, RoomExposition
 from tests.support import scenario
-from tests.support.events import number_by_topic
-from tests.support.harness import BASE, config, flush
+from tests.support.events import BASE, CNY, config, flush, number_by_topic
 from tests.support.promtool import promtool
 
 GOLDEN = Path(__file__).parent.parent / "data" / "golden.metrics"
@@ -34,7 +35,7 @@ def _run(rooms: list[str]) -> tuple[list[RoomState], CollectorRegistry]:
     bodies = [body for room in rooms for _, body in scenario.events(room, BASE)]
     for batch in (number_by_topic(bodies), flush([1000, 1000, 1000])):
         out = proc.process(batch)
-        metrics.record(out.tally, TOPICS)
+        metrics.record(out, TOPICS)
     return list(proc.rooms.values()), registry
 
 
@@ -228,3 +229,28 @@ def test_top_products_of_the_last_closed_window_and_the_online_gauges() -> None:
     assert samples["livepulse_room_session_online_viewers_peak", (("room_id", "r"),)] == 2
     none = RoomExposition(60_000, 100, products=0).render(rooms)
     assert "livepulse_product_window_clicks{" not in none
+
+
+def test_every_event_counter_is_fed_from_the_stages_results() -> None:
+    """The ingest stage's reads and dead letters, and the stateful stage's outcome (alerts and
+    currency dead letters included), become counters through PipelineMetrics alone."""
+    registry = CollectorRegistry()
+    metrics = PipelineMetrics(registry)
+    metrics.start(TOPICS)
+    metrics.read("live.orders", 5, {"schema": 2, "partition": 1})
+    proc = PartitionProcessor(0, config())
+    cny = Ev(2, 0, BASE, "r", int(Kind.ORDER_CREATED), "", 100, "p", 1, 0, CNY)
+    usd = Ev(2, 1, BASE, "r", int(Kind.ORDER_CREATED), "", 100, "p", 2, 0, CURRENCIES["USD"][0])
+    out = proc.process([cny, usd])
+    out.alerts.append(AlertEvent("r", "traffic_cut", "firing", BASE, BASE + 60_000, 0, 9, 5, "x"))
+    metrics.record(out, TOPICS)
+    samples = _samples(generate_latest(registry).decode())
+    orders = ("topic", "live.orders")
+    assert samples[("livepulse_events_consumed_total", (orders,))] == 5
+    invalid = "livepulse_events_invalid_total"
+    assert samples[(invalid, (("reason", "schema"), orders))] == 2
+    assert samples[(invalid, (("reason", "partition"), orders))] == 1
+    assert samples[(invalid, (("reason", "currency"), orders))] == 1
+    assert samples[("livepulse_events_applied_total", (orders,))] == 1
+    firing = (("kind", "traffic_cut"), ("state", "firing"))
+    assert samples[("livepulse_alerts_total", firing)] == 1
