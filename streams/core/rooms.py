@@ -238,10 +238,10 @@ class Window:
         # (one msgpack list of the five: one object, not six)
         self.people: tuple[int, ...] | None = None
         self.packed: bytes | None = None
-        # open: [second, enters - leaves of its events, ...] in second order, one pair per
-        # second with an event (a flat list: a fraction of a dict's memory); closed:
-        # (online_end, online_peak, online_peak_at)
-        self.nets: list[int] | None = []
+        # open: second -> enters - leaves of its events, for every second with an event (a
+        # dict: events arrive up to the grace out of order); closed: (online_end,
+        # online_peak, online_peak_at)
+        self.nets: dict[int, int] | None = {}
         self.online: tuple[int | None, int | None, int | None] | None = None
         self.prev_orders_paid: int | None = None
         self.prev_gmv_cents: int | None = None
@@ -292,7 +292,7 @@ class Window:
         else:
             products = self.columns
             sketches = [people.pack(s) for s in self.sketches or ()]
-            nets = self.nets
+            nets = _flat(self.nets or {})
             online_values = None
         return WindowRecord(
             self.start,
@@ -334,7 +334,10 @@ class Window:
                 w.sketches = [None] * _STAGES
                 w.sketches[VIEWERS] = people.unpack(rec.sketch)
             w.people = w.packed = None
-            w.nets = _sorted_pairs(rec.nets or [])
+            flat = rec.nets or []
+            w.nets = {}
+            for i in range(0, len(flat) - 1, 2):
+                w.nets[flat[i]] = w.nets.get(flat[i], 0) + flat[i + 1]
             w.online = None
             w.columns, w.products_packed = rows, None
         w.ids = None if rec.closed else set()
@@ -496,10 +499,7 @@ class RoomState:
             # online: every second with an event has a net; people: one sketch per stage
             second = ts // 1000
             nets = w.nets
-            if nets and nets[-2] == second:  # most events come in time order
-                nets[-1] += _NET_OF_KIND[kind]  # type: ignore[index]
-            else:
-                _add_second(nets, second, _NET_OF_KIND[kind])  # type: ignore[arg-type]
+            nets[second] = nets.get(second, 0) + _NET_OF_KIND[kind]  # type: ignore[index,union-attr]
             stage = _STAGE_OF_KIND[kind]
             user = ev.user
             if stage >= 0 and user:
@@ -584,7 +584,7 @@ class RoomState:
             prev = self._window(start - size_ms)
             w.prev_orders_paid = prev.counts.orders_paid if prev else 0
             w.prev_gmv_cents = prev.counts.gmv_cents if prev else 0
-            end, peak, peak_at, self.online_base = online(w.nets or [], self.online_base)
+            end, peak, peak_at, self.online_base = online(_flat(w.nets or {}), self.online_base)
             w.online, w.nets = (end, peak, peak_at), None
             if peak is not None and (self.online_peak is None or peak > self.online_peak):
                 self.online_peak, self.online_peak_at = peak, peak_at
@@ -703,15 +703,15 @@ class RoomState:
         for start in sorted(self.open):
             if start >= w.start:
                 break
-            base += sum((self.open[start].nets or [])[1::2])
-        end, peak, peak_at, _ = online(w.nets or [], base)
+            base += sum((self.open[start].nets or {}).values())
+        end, peak, peak_at, _ = online(_flat(w.nets or {}), base)
         return end, peak, peak_at
 
     def online_now(self) -> int:
         """max(0, the running count at the room's newest applied second)."""
         running = self.online_base
         for w in self.open.values():
-            running += sum((w.nets or [])[1::2])
+            running += sum((w.nets or {}).values())
         return max(0, running)
 
     def describe(self, w: Window, size_ms: int) -> dict:
@@ -767,7 +767,7 @@ class RoomState:
         peak, peak_at, running = self.online_peak, self.online_peak_at, self.online_base
         peak_gmv = self.peak_gmv
         for w in ordered:
-            _, top, top_at, running = online(w.nets or [], running)
+            _, top, top_at, running = online(_flat(w.nets or {}), running)
             if top is not None and (peak is None or top > peak):
                 peak, peak_at = top, top_at
             gmv = w.counts.gmv_cents
@@ -942,24 +942,9 @@ def _product_row(w: Window, product: str, cap: int) -> list[int] | None:
     return row
 
 
-def _add_second(nets: list[int], second: int, net: int) -> None:
-    """Add ``net`` to ``second``'s pair in the flat, sorted ``[second, net, ...]`` list."""
-    i = len(nets) - 2
-    while i >= 0 and nets[i] > second:  # out-of-order events are a few seconds behind
-        i -= 2
-    if i >= 0 and nets[i] == second:
-        nets[i + 1] += net
-    else:
-        nets[i + 2 : i + 2] = (second, net)
-
-
-def _sorted_pairs(flat: list[int]) -> list[int]:
-    """A record's ``[second, net, ...]`` in second order, each second once (records hold it
-    so; this keeps a restore total whatever they hold)."""
-    out: list[int] = []
-    for i in range(0, len(flat) - 1, 2):
-        _add_second(out, flat[i], flat[i + 1])
-    return out
+def _flat(nets: dict[int, int]) -> list[int]:
+    """``[second, net, ...]`` in second order (how records and :func:`online` take them)."""
+    return [x for second in sorted(nets) for x in (second, nets[second])]
 
 
 def _drop_sketches(closed: list[Window], keep: int, recent: int) -> list[int]:
