@@ -66,6 +66,7 @@ class LivePulse:
                 retention=s.retention_windows,
                 products_per_window=s.products_per_window,
                 max_ids_per_window=s.dedup_max_ids_per_window,
+                rolling=s.rolling_windows,
             ),
             grace_ms=s.grace_ms,
             detector=s.detector,
@@ -143,7 +144,7 @@ class LivePulse:
                 self._unflushed,
             )
         )
-        self.exposition = RoomExposition(s.window_ms, s.metrics_max_rooms)
+        self.exposition = RoomExposition(s.window_ms, s.metrics_max_rooms, s.metrics_products)
         self._wire()
         screen.install(self)  # the live screen: / and /screen/{room_id}
 
@@ -250,9 +251,11 @@ class LivePulse:
                         "alerts": [] if state.detector is None else state.detector.firing(),
                         "last_closed": None if last is None else state.describe(last, size),
                         "open": None if current is None else state.describe(current, size),
+                        "session": state.session(),
+                        "rolling": state.rolling(self.config.room),
                     }
                 )
-                if i % 200 == 0:
+                if i % 50 == 0:
                     await asyncio.sleep(0)  # a big page must not hold up the agent
             next_after = rows[-1]["room_id"] if more else None
             return _json(web, {"rooms": rows, "next": next_after})
@@ -271,6 +274,8 @@ class LivePulse:
                     "late_events": state.late_events,
                     "alerts": [] if state.detector is None else state.detector.describe(size),
                     "windows": state.describe_all(size),
+                    "rolling": state.rolling(self.config.room),
+                    "session": state.session(),
                 },
             )
 
