@@ -25,6 +25,7 @@ import logging
 import ssl
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,21 +126,33 @@ def _is_bcrypt(hashed: str) -> bool:
     return len(hashed) == 60 and hashed[:4] in ("$2a$", "$2b$", "$2y$") and hashed[6] == "$"
 
 
+class Busy(Exception):
+    """Too many password checks are waiting: the request is answered 503 with Retry-After."""
+
+
 class BasicAuth:
     """Checks ``Authorization: Basic`` headers against bcrypt hashes, off the event loop.
 
-    bcrypt is slow on purpose; a scrape or a page poll every second must not pay it each
-    time, so the outcome of each (user, password) pair is kept (as a keyed digest, never the
-    password) for the users' hashes as loaded.
+    bcrypt is slow on purpose, so unauthenticated requests must not be able to occupy the
+    worker with it: checks run one at a time on a thread of their own (not the loop's shared
+    pool, which aiokafka's look-ups and the forwards use), at most ``waiting`` distinct checks
+    wait for it (more: :class:`Busy`), and concurrent requests with the same (user, password)
+    share one check. A scrape or a page poll every second must not pay bcrypt each time, so
+    successful pairs are remembered (as a keyed digest, never the password).
     """
 
-    def __init__(self, users: dict[str, bytes], remember: int = 256) -> None:
+    def __init__(self, users: dict[str, bytes], remember: int = 256, waiting: int = 8) -> None:
         self.users = users
         self._remember = remember
+        self._waiting = waiting
         self._seen: OrderedDict[bytes, bool] = OrderedDict()
         self._key = hashlib.sha256(b"".join(sorted(users.values()))).digest()
+        self._checks: dict[bytes, asyncio.Future[bool]] = {}
+        self._executor: ThreadPoolExecutor | None = None
 
     async def allows(self, header: str | None) -> bool:
+        """Whether the header names a configured user with its password; :class:`Busy` when
+        the check would have to wait behind too many others."""
         credentials = _basic(header)
         if credentials is None:
             return False
@@ -149,8 +162,21 @@ class BasicAuth:
         if known is not None:
             self._seen.move_to_end(digest)
             return known
+        check = self._checks.get(digest)
+        if check is None:
+            if len(self._checks) >= self._waiting:
+                raise Busy
+            check = asyncio.ensure_future(self._check(user, password, digest))
+            self._checks[digest] = check
+            check.add_done_callback(lambda _: self._checks.pop(digest, None))
+        return await asyncio.shield(check)
+
+    async def _check(self, user: str, password: str, digest: bytes) -> bool:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="livepulse-bcrypt")
         hashed = self.users.get(user, _DUMMY_HASH)
-        ok = await asyncio.to_thread(_checkpw, password.encode(), hashed)
+        loop = asyncio.get_running_loop()
+        ok = await loop.run_in_executor(self._executor, checkpw, password.encode(), hashed)
         ok = ok and user in self.users
         self._seen[digest] = ok
         while len(self._seen) > self._remember:
@@ -158,7 +184,8 @@ class BasicAuth:
         return ok
 
 
-def _checkpw(password: bytes, hashed: bytes) -> bool:
+def checkpw(password: bytes, hashed: bytes) -> bool:
+    """bcrypt's check; False for a hash bcrypt cannot read (the one place it is called)."""
     try:
         return bcrypt.checkpw(password, hashed)
     except ValueError:
@@ -181,14 +208,25 @@ Handler = Callable[[Any], Awaitable[Any]]
 
 def middleware(config: WebConfig) -> Callable[[Any, Handler], Awaitable[Any]]:
     """An aiohttp middleware: 401 with a Basic challenge unless the request's credentials
-    name a configured user (every path but :data:`OPEN_PATHS`)."""
+    name a configured user (every path but :data:`OPEN_PATHS`); 503 with ``Retry-After`` while
+    too many password checks wait."""
     from aiohttp import web
 
     auth = BasicAuth(config.users)
 
     @web.middleware
     async def require_credentials(request: web.Request, handler: Handler) -> Any:
-        if request.path in OPEN_PATHS or await auth.allows(request.headers.get("Authorization")):
+        if request.path in OPEN_PATHS:
+            return await handler(request)
+        try:
+            allowed = await auth.allows(request.headers.get("Authorization"))
+        except Busy:
+            return web.json_response(
+                {"error": "too many password checks waiting; retry"},
+                status=503,
+                headers={"Retry-After": "1"},
+            )
+        if allowed:
             return await handler(request)
         return web.json_response(
             {"error": "credentials required"},

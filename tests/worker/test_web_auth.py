@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import threading
 from pathlib import Path
 
 import bcrypt
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from streams.worker import web_auth
 from tests.support.cli import one_line_error, run
@@ -103,3 +106,74 @@ def test_one_warning_when_exposed_without_credentials(
 @pytest.fixture
 def tls_pair(tmp_path: Path) -> tuple[Path, Path]:
     return self_signed(tmp_path)
+
+
+class SlowChecker:
+    """Stands in for bcrypt: records each call and its thread, and holds every call until
+    released, so concurrent requests can be observed while checks wait."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[bytes, str]] = []
+        self.release = threading.Event()
+
+    def __call__(self, password: bytes, hashed: bytes) -> bool:
+        self.calls.append((password, threading.current_thread().name))
+        self.release.wait(10)
+        return bcrypt.checkpw(password, hashed)
+
+
+@pytest.fixture
+def slow(monkeypatch: pytest.MonkeyPatch) -> SlowChecker:
+    checker = SlowChecker()
+    monkeypatch.setattr(web_auth, "checkpw", checker)
+    return checker
+
+
+def test_checks_run_on_their_own_thread_and_concurrent_equal_pairs_share_one(
+    slow: SlowChecker,
+) -> None:
+    auth = web_auth.BasicAuth({"alice": HASH.encode()})
+
+    async def check() -> list[bool]:
+        asked = [asyncio.ensure_future(auth.allows(_basic("alice", "s3cret"))) for _ in range(5)]
+        while not slow.calls:
+            await asyncio.sleep(0.01)
+        slow.release.set()
+        return await asyncio.gather(*asked)
+
+    assert asyncio.run(check()) == [True] * 5
+    assert [name.startswith("livepulse-bcrypt") for _, name in slow.calls] == [True]
+
+
+def test_unauthenticated_floods_get_503_with_retry_after(slow: SlowChecker) -> None:
+    config = web_auth.WebConfig(Path("web.yml"), users={"alice": HASH.encode()})
+
+    async def flood() -> tuple[list[int], set[str | None], int]:
+        app = web.Application(middlewares=[web_auth.middleware(config)])
+        app.router.add_get("/metrics", _ok)
+        async with TestClient(TestServer(app)) as client:
+            asked = [
+                asyncio.ensure_future(
+                    client.get("/metrics", headers={"Authorization": _basic("alice", f"w{i}")})
+                )
+                for i in range(20)
+            ]
+            while sum(a.done() for a in asked) < 12:  # all but the 8 that may wait
+                await asyncio.sleep(0.01)
+            first = [a for a in asked if a.done()]
+            refused = [await a for a in first]
+            slow.release.set()
+            answered = [(await a).status for a in asked if a not in first]
+            good = await client.get(
+                "/metrics", headers={"Authorization": _basic("alice", "s3cret")}
+            )
+            retry = {r.headers.get("Retry-After") for r in refused}
+            return [r.status for r in refused] + answered, retry, good.status
+
+    statuses, retry, good = asyncio.run(flood())
+    assert statuses == [503] * 12 + [401] * 8 and retry == {"1"} and good == 200
+    assert len(slow.calls) == 9
+
+
+async def _ok(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
