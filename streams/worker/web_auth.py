@@ -22,6 +22,7 @@ import binascii
 import hashlib
 import hmac
 import logging
+import re
 import ssl
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -43,6 +44,10 @@ _TLS_KEYS = {"cert_file", "key_file"}
 _TOP_KEYS = {"tls_server_config", "basic_auth_users"}
 #: Compared against when the user is unknown, so a wrong name costs as much as a wrong password.
 _DUMMY_HASH = b"$2b$10$" + b"." * 53
+#: A bcrypt hash as htpasswd and bcrypt write it: variant, two-digit cost, salt and digest.
+_BCRYPT = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
+#: Costs accepted: below 4 bcrypt refuses; above 16 one check takes seconds (a request each).
+MIN_COST, MAX_COST = 4, 16
 #: Bind addresses that reach this machine only; any other without a web config is warned about.
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
@@ -104,10 +109,19 @@ def load(path: Path) -> WebConfig:
         if not tls.get("cert_file") or not tls.get("key_file"):
             raise ValueError(f"{path}: tls_server_config needs both cert_file and key_file")
         cert, key = (_relative(path, str(tls[k])) for k in ("cert_file", "key_file"))
+    listed = raw.get("basic_auth_users") or {}
+    if not isinstance(listed, dict):
+        raise ValueError(f"{path}: basic_auth_users maps each user to a bcrypt hash")
     users: dict[str, bytes] = {}
-    for user, hashed in (raw.get("basic_auth_users") or {}).items():
-        if not isinstance(hashed, str) or not _is_bcrypt(hashed):
+    for user, hashed in listed.items():
+        cost = _bcrypt_cost(hashed)
+        if cost is None:
             raise ValueError(f"{path}: the password of user {str(user)!r} is not a bcrypt hash")
+        if not MIN_COST <= cost <= MAX_COST:
+            raise ValueError(
+                f"{path}: the bcrypt cost of user {str(user)!r} is {cost}; "
+                f"use {MIN_COST} to {MAX_COST}"
+            )
         users[str(user)] = hashed.encode()
     config = WebConfig(path, cert, key, users)
     try:
@@ -122,8 +136,10 @@ def _relative(config: Path, name: str) -> Path:
     return file if file.is_absolute() else config.parent / file
 
 
-def _is_bcrypt(hashed: str) -> bool:
-    return len(hashed) == 60 and hashed[:4] in ("$2a$", "$2b$", "$2y$") and hashed[6] == "$"
+def _bcrypt_cost(hashed: object) -> int | None:
+    """The cost of a bcrypt hash, or None when ``hashed`` is not one."""
+    match = _BCRYPT.fullmatch(hashed) if isinstance(hashed, str) else None
+    return None if match is None else int(match.group(1))
 
 
 class Busy(Exception):
