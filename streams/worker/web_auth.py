@@ -42,8 +42,6 @@ OPEN_PATHS = frozenset({"/health", "/ready"})
 REALM = "LivePulse"
 _TLS_KEYS = {"cert_file", "key_file"}
 _TOP_KEYS = {"tls_server_config", "basic_auth_users"}
-#: Compared against when the user is unknown, so a wrong name costs as much as a wrong password.
-_DUMMY_HASH = b"$2b$10$" + b"." * 53
 #: A bcrypt hash as htpasswd and bcrypt write it: variant, two-digit cost, salt and digest.
 _BCRYPT = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
 #: Costs accepted: below 4 bcrypt refuses; above 16 one check takes seconds (a request each).
@@ -165,6 +163,10 @@ class BasicAuth:
         self._key = hashlib.sha256(b"".join(sorted(users.values()))).digest()
         self._checks: dict[bytes, asyncio.Future[bool]] = {}
         self._executor: ThreadPoolExecutor | None = None
+        #: compared against when the user is unknown, at the users' highest cost, so a wrong
+        #: name takes as long as the slowest user's wrong password (no user names by timing)
+        cost = max((_bcrypt_cost(h.decode()) or MIN_COST for h in users.values()), default=12)
+        self._unknown = bcrypt.gensalt(cost) + b"." * 31
 
     async def allows(self, header: str | None) -> bool:
         """Whether the header names a configured user with its password; :class:`Busy` when
@@ -190,7 +192,7 @@ class BasicAuth:
     async def _check(self, user: str, password: str, digest: bytes) -> bool:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="livepulse-bcrypt")
-        hashed = self.users.get(user, _DUMMY_HASH)
+        hashed = self.users.get(user, self._unknown)
         loop = asyncio.get_running_loop()
         ok = await loop.run_in_executor(self._executor, checkpw, password.encode(), hashed)
         ok = ok and user in self.users

@@ -184,3 +184,14 @@ def test_unauthenticated_floods_get_503_with_retry_after(slow: SlowChecker) -> N
 
 async def _ok(request: web.Request) -> web.Response:
     return web.Response(text="ok")
+
+
+def test_an_unknown_user_is_checked_at_the_highest_cost_of_the_users(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hashes: list[bytes] = []
+    monkeypatch.setattr(web_auth, "checkpw", lambda pw, hashed: hashes.append(hashed) or False)
+    costly = "$2b$13$" + "." * 53
+    auth = web_auth.BasicAuth({"alice": HASH.encode(), "bob": costly.encode()})
+    assert not asyncio.run(auth.allows(_basic("mallory", "guess")))
+    assert hashes[0][:7] == b"$2b$13$" and web_auth._bcrypt_cost(hashes[0].decode()) == 13
