@@ -19,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
 import hmac
 import logging
+import os
 import re
 import ssl
 from collections import OrderedDict
@@ -152,15 +152,17 @@ class BasicAuth:
     pool, which aiokafka's look-ups and the forwards use), at most ``waiting`` distinct checks
     wait for it (more: :class:`Busy`), and concurrent requests with the same (user, password)
     share one check. A scrape or a page poll every second must not pay bcrypt each time, so
-    successful pairs are remembered (as a keyed digest, never the password).
+    the pairs that passed are remembered (a digest keyed with a random per-process key, never
+    the password); failures are not, so wrong guesses cannot evict real users.
     """
 
     def __init__(self, users: dict[str, bytes], remember: int = 256, waiting: int = 8) -> None:
         self.users = users
         self._remember = remember
         self._waiting = waiting
-        self._seen: OrderedDict[bytes, bool] = OrderedDict()
-        self._key = hashlib.sha256(b"".join(sorted(users.values()))).digest()
+        #: pairs that passed, by a digest keyed per process (not derived from the hashes)
+        self._passed: OrderedDict[bytes, None] = OrderedDict()
+        self._key = os.urandom(32)
         self._checks: dict[bytes, asyncio.Future[bool]] = {}
         self._executor: ThreadPoolExecutor | None = None
         #: compared against when the user is unknown, at the users' highest cost, so a wrong
@@ -176,10 +178,9 @@ class BasicAuth:
             return False
         user, password = credentials
         digest = hmac.new(self._key, f"{user}\0{password}".encode(), "sha256").digest()
-        known = self._seen.get(digest)
-        if known is not None:
-            self._seen.move_to_end(digest)
-            return known
+        if digest in self._passed:
+            self._passed.move_to_end(digest)
+            return True
         check = self._checks.get(digest)
         if check is None:
             if len(self._checks) >= self._waiting:
@@ -196,9 +197,10 @@ class BasicAuth:
         loop = asyncio.get_running_loop()
         ok = await loop.run_in_executor(self._executor, checkpw, password.encode(), hashed)
         ok = ok and user in self.users
-        self._seen[digest] = ok
-        while len(self._seen) > self._remember:
-            self._seen.popitem(last=False)
+        if ok:  # failures are not kept: wrong guesses must not push real users out
+            self._passed[digest] = None
+            while len(self._passed) > self._remember:
+                self._passed.popitem(last=False)
         return ok
 
 

@@ -76,7 +76,11 @@ def test_a_bad_file_stops_the_worker_with_one_line(tmp_path: Path) -> None:
     assert "cannot read /nonexistent.yml" in missing
 
 
-def test_basic_auth_checks_user_and_password() -> None:
+def test_basic_auth_checks_user_and_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[bytes] = []
+    monkeypatch.setattr(
+        web_auth, "checkpw", lambda pw, hashed: calls.append(pw) or bcrypt.checkpw(pw, hashed)
+    )
     auth = web_auth.BasicAuth({"alice": HASH.encode()})
 
     async def check() -> list[bool]:
@@ -86,6 +90,7 @@ def test_basic_auth_checks_user_and_password() -> None:
                 _basic("alice", "s3cret"),
                 _basic("alice", "s3cret"),  # remembered: no second bcrypt
                 _basic("alice", "wrong"),
+                _basic("alice", "wrong"),  # failures are checked again
                 _basic("bob", "s3cret"),
                 None,
                 "Bearer x",
@@ -94,7 +99,24 @@ def test_basic_auth_checks_user_and_password() -> None:
             )
         ]
 
-    assert asyncio.run(check()) == [True, True, False, False, False, False, False, False]
+    assert asyncio.run(check()) == [True, True, False, False, False, False, False, False, False]
+    assert calls == [b"s3cret", b"wrong", b"wrong", b"s3cret"]
+
+
+def test_wrong_passwords_do_not_push_out_a_user_who_passed(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[bytes] = []
+    monkeypatch.setattr(
+        web_auth, "checkpw", lambda pw, hashed: calls.append(pw) or bcrypt.checkpw(pw, hashed)
+    )
+    auth = web_auth.BasicAuth({"alice": HASH.encode()}, remember=2)
+
+    async def check() -> bool:
+        assert await auth.allows(_basic("alice", "s3cret"))
+        for i in range(5):
+            assert not await auth.allows(_basic("alice", f"guess{i}"))
+        return await auth.allows(_basic("alice", "s3cret"))
+
+    assert asyncio.run(check()) and calls.count(b"s3cret") == 1
 
 
 def test_one_warning_when_exposed_without_credentials(
