@@ -34,6 +34,12 @@ FORWARDED = "X-LivePulse-Forwarded"
 MAX_ROOMS_PER_WORKER = 5_000
 #: How long one merged list of rooms serves every all-rooms page that asks.
 MERGED_FRESH_S = 1.0
+#: The largest answer read from a peer (a full /rooms page is well below it).
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+
+
+class BadAnswer(ValueError):
+    """A peer answered with something that is not what a LivePulse worker sends."""
 
 
 class Peers:
@@ -81,7 +87,12 @@ class Peers:
             async with self._session.get(
                 url + path, headers=headers, ssl=self.client_ssl or True
             ) as resp:
-                return resp.status, await resp.read(), resp.content_type
+                body = bytearray()
+                async for chunk in resp.content.iter_chunked(1 << 16):
+                    body += chunk
+                    if len(body) > MAX_ANSWER_BYTES:
+                        raise OSError(f"answer larger than {MAX_ANSWER_BYTES} bytes")
+                return resp.status, bytes(body), resp.content_type
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise OSError(str(exc) or type(exc).__name__) from None
 
@@ -127,10 +138,21 @@ class Peers:
             status, body, _ = await self.get(url, f"/rooms?limit={MAX_ROOMS_PER_WORKER}", request)
             if status != 200:
                 return [], f"HTTP {status}", False
-            page = orjson.loads(body)
-            return page["rooms"], None, page.get("next") is not None
-        except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            rows, more = _rooms_page(orjson.loads(body))
+            return rows, None, more
+        except (OSError, orjson.JSONDecodeError, BadAnswer) as exc:
             return [], str(exc) or type(exc).__name__, False
+
+
+def _rooms_page(page: Any) -> tuple[list[dict], bool]:
+    """The rows of a ``/rooms`` answer and whether it has more; :class:`BadAnswer` unless it
+    has the shape the merge relies on (rows that are objects with a string ``room_id``)."""
+    if not isinstance(page, dict) or not isinstance(page.get("rooms"), list):
+        raise BadAnswer("malformed /rooms answer: no list of rooms")
+    rows = page["rooms"]
+    if not all(isinstance(row, dict) and isinstance(row.get("room_id"), str) for row in rows):
+        raise BadAnswer("malformed /rooms answer: a row without a room_id")
+    return rows, page.get("next") is not None
 
 
 def room_router(pulse: LivePulse, peers: Peers) -> Any:
