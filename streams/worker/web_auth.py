@@ -73,13 +73,15 @@ class WebConfig:
         return context
 
     def client_context(self) -> ssl.SSLContext | None:
-        """TLS for a worker's requests to its peers: the system's CAs plus the certificates
-        in ``cert_file`` (peers share the config, so a self-signed certificate or a private
-        CA's chain in that file is trusted). Peers must be named in the certificate."""
+        """TLS for a worker's requests to its peers, trusting the certificates in
+        ``cert_file`` only (the peers share the config: a self-signed certificate, or a chain
+        ending in a private CA): not the system's CAs, so a group member with any public
+        certificate cannot pass for a peer and receive the browser's credentials. Peers must
+        be named in the certificate."""
         if self.cert_file is None:
             return None
-        context = ssl.create_default_context()
-        context.load_verify_locations(cafile=str(self.cert_file))
+        context = ssl.create_default_context(cafile=str(self.cert_file))
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
         return context
 
 

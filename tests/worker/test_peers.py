@@ -3,8 +3,10 @@ members are aiohttp test servers, the assignment a dict; no broker."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -13,8 +15,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from streams.worker import web_auth
 from streams.worker.screen import peers as peers_module
 from streams.worker.screen.peers import Peers, room_router
+from tests.support.tls import self_signed
 
 TOPIC = "rooms-changelog"
 
@@ -49,10 +53,13 @@ def _json(payload: Any, status: int = 200) -> web.Response:
 
 
 @asynccontextmanager
-async def worker(pulse: FakePulse) -> AsyncIterator[tuple[TestClient, Peers]]:
+async def worker(
+    pulse: FakePulse, client_ssl: ssl.SSLContext | None = None
+) -> AsyncIterator[tuple[TestClient, Peers]]:
     """This worker: the room router in front of a ``/rooms/{room_id}`` that has no room, the
-    merged list, and ``/rooms`` from ``pulse.rows``."""
-    peers = Peers(pulse, None)  # type: ignore[arg-type]
+    merged list, and ``/rooms`` from ``pulse.rows``. With ``client_ssl`` it calls itself an
+    https worker (its canonical URL), while the test talks to it over http."""
+    peers = Peers(pulse, client_ssl)  # type: ignore[arg-type]
 
     async def no_room(request: web.Request) -> web.Response:
         return _json({"error": "not here"}, 404)
@@ -68,7 +75,8 @@ async def worker(pulse: FakePulse) -> AsyncIterator[tuple[TestClient, Peers]]:
     app.router.add_get("/rooms/{room_id}", no_room)
     app.router.add_get("/screen/api/rooms", merged)
     async with TestClient(TestServer(app)) as client:
-        pulse.app.conf.canonical_url = str(client.make_url("")).rstrip("/")
+        own = str(client.make_url("")).rstrip("/")
+        pulse.app.conf.canonical_url = own.replace("http:", "https:") if client_ssl else own
         try:
             yield client, peers
         finally:
@@ -76,9 +84,15 @@ async def worker(pulse: FakePulse) -> AsyncIterator[tuple[TestClient, Peers]]:
 
 
 @asynccontextmanager
-async def member(answer: Callable[[web.Request], web.StreamResponse]) -> AsyncIterator[str]:
-    async with TestServer(_member(answer)) as server:
+async def member(
+    answer: Callable[[web.Request], web.StreamResponse], tls: ssl.SSLContext | None = None
+) -> AsyncIterator[str]:
+    server = TestServer(_member(answer))
+    await server.start_server(ssl=tls)
+    try:
         yield str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
 
 
 @pytest.mark.parametrize(
@@ -113,3 +127,69 @@ async def test_an_answer_larger_than_the_cap_is_not_read(monkeypatch: pytest.Mon
         body = await (await client.get("/screen/api/rooms")).json()
     assert body["rooms"] == []
     assert "larger than 1000 bytes" in {w["url"]: w["error"] for w in body["workers"]}[peer]
+
+
+AUTH = {"Authorization": "Basic YWxpY2U6czNjcmV0"}
+
+
+class Recorder:
+    """A member that has every room: answers 200 and keeps the headers it was sent."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.status = status
+        self.headers: list[dict[str, str]] = []
+
+    def __call__(self, request: web.Request) -> web.Response:
+        self.headers.append(dict(request.headers))
+        return _json({"room_id": request.match_info.get("room_id")}, self.status)
+
+
+async def test_over_http_the_forward_carries_no_credentials() -> None:
+    pulse, owner = FakePulse(), Recorder()
+    async with member(owner) as peer, worker(pulse) as (client, _):
+        pulse.distribution = {peer: {TOPIC: [0]}}
+        resp = await client.get("/rooms/r1", headers=AUTH)
+        assert resp.status == 200 and resp.headers["X-LivePulse-Served-By"] == peer
+    assert "Authorization" not in owner.headers[0] and owner.headers[0][peers_module.FORWARDED]
+
+
+async def test_an_owner_refusing_the_forward_is_a_502_not_a_password_prompt() -> None:
+    pulse = FakePulse()
+    async with member(Recorder(401)) as peer, worker(pulse) as (client, _):
+        pulse.distribution = {peer: {TOPIC: [0]}}
+        resp = await client.get("/rooms/r1", headers=AUTH)
+        assert resp.status == 502 and "WWW-Authenticate" not in resp.headers
+        assert "only over https" in (await resp.json())["error"]
+
+
+async def test_a_peer_of_another_scheme_is_not_asked() -> None:
+    pulse, owner = FakePulse(), Recorder()
+    async with member(owner) as peer, worker(pulse) as (client, _):
+        pulse.distribution = {peer.replace("http:", "https:"): {TOPIC: [0]}}
+        resp = await client.get("/rooms/r1", headers=AUTH)
+        assert resp.status == 503 and "not asked" in (await resp.json())["error"]
+    assert owner.headers == []
+
+
+async def test_over_https_credentials_go_only_to_a_peer_with_the_shared_certificate(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "ours").mkdir()
+    (tmp_path / "theirs").mkdir()
+    shared = web_auth.WebConfig(tmp_path / "web.yml", *self_signed(tmp_path / "ours"))
+    other = web_auth.WebConfig(tmp_path / "web.yml", *self_signed(tmp_path / "theirs"))
+    pulse, owner, impostor = FakePulse(), Recorder(), Recorder()
+    async with (
+        member(owner, shared.server_context()) as peer,
+        member(impostor, other.server_context()) as stranger,
+        worker(pulse, shared.client_context()) as (client, _),
+    ):
+        pulse.distribution = {peer: {TOPIC: [0]}}
+        resp = await client.get("/rooms/r1", headers=AUTH)
+        assert resp.status == 200 and owner.headers[0]["Authorization"] == AUTH["Authorization"]
+        pulse.distribution = {stranger: {TOPIC: [0]}}
+        resp = await client.get("/rooms/r1", headers=AUTH)
+        assert resp.status == 503 and "did not answer" in (await resp.json())["error"]
+    assert impostor.headers == []
+    # the shared certificate is the only trust anchor: not the system's CAs
+    assert shared.client_context().cert_store_stats()["x509"] == 1

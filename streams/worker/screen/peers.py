@@ -76,10 +76,18 @@ class Peers:
         return partition_of(room_id.encode(), self.pulse.settings.partitions)
 
     async def get(self, url: str, path: str, request: web.Request) -> tuple[int, bytes, str]:
-        """GET ``url + path`` with the caller's credentials; raises OSError when the peer does
-        not answer (connection refused, TLS, timeout)."""
+        """GET ``url + path``; raises OSError when the peer is not asked (another scheme than
+        this worker's) or does not answer (connection refused, TLS, timeout).
+
+        The caller's ``Authorization`` goes along only over https, to a peer whose certificate
+        verifies against this worker's own ``cert_file`` (:meth:`WebConfig.client_context`):
+        a member that merely joined the consumer group cannot collect passwords by
+        advertising a URL of its own, and no password crosses the network in the clear."""
+        scheme = self.own.partition("://")[0]
+        if url.partition("://")[0] != scheme:
+            raise OSError(f"not asked: it does not serve {scheme} like this worker")
         headers = {FORWARDED: "1", "Accept": "application/json"}
-        if "Authorization" in request.headers:
+        if scheme == "https" and "Authorization" in request.headers:
             headers["Authorization"] = request.headers["Authorization"]
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
@@ -184,6 +192,12 @@ def room_router(pulse: LivePulse, peers: Peers) -> Any:
             status, body, content_type = await peers.get(owner, request.path_qs, request)
         except OSError as exc:
             return _busy(f"the owner of room {room_id!r} ({owner}) did not answer: {exc}")
+        if status == 401:  # not the browser's to answer: it gave this worker good credentials
+            return _error(
+                502,
+                f"the owner of room {room_id!r} ({owner}) refused the forward: with basic "
+                "auth, workers forward only over https (docs/security.md)",
+            )
         return web.Response(
             body=body,
             status=status,
@@ -195,9 +209,13 @@ def room_router(pulse: LivePulse, peers: Peers) -> Any:
 
 
 def _busy(message: str) -> web.Response:
+    return _error(503, message, {"Retry-After": "1"})
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
         body=orjson.dumps({"error": message}),
-        status=503,
+        status=status,
         content_type="application/json",
-        headers={"Retry-After": "1"},
+        headers=headers,
     )
