@@ -159,7 +159,9 @@ class Settings(BaseSettings):
         description="Host name other workers reach this one at (Faust's canonical URL); "
         "unset: the bind address, or this machine's host name when it binds every address.",
     )
-    web_port: int = Field(6066, ge=1, le=65535, description="Port of /metrics, /rooms, /ready.")
+    web_port: int = Field(
+        6066, ge=1, le=65535, description="Port of the live screen (/), /metrics, /rooms, /ready."
+    )
     metrics_max_rooms: int = Field(
         5_000,
         ge=1,

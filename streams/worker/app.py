@@ -262,7 +262,7 @@ class LivePulse:
             state = self.room(room_id)
             size = self.settings.window_ms
             if state is None:
-                return _json(web, {"error": f"room {room_id!r} is not on this worker"}, 404)
+                return _json(web, {"error": f"no room {room_id!r}"}, 404)
             return _json(
                 web,
                 {
