@@ -37,6 +37,9 @@ class FakePulse:
         self.processors: dict[int, object] = {}
         self.rows: list[dict] = []
 
+    async def rooms_page(self, limit: int, after: str | None) -> dict[str, Any]:
+        return {"rooms": [dict(r) for r in self.rows[:limit]], "next": None}
+
 
 def _member(answer: Callable[[web.Request], web.StreamResponse]) -> web.Application:
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -56,22 +59,19 @@ def _json(payload: Any, status: int = 200) -> web.Response:
 async def worker(
     pulse: FakePulse, client_ssl: ssl.SSLContext | None = None
 ) -> AsyncIterator[tuple[TestClient, Peers]]:
-    """This worker: the room router in front of a ``/rooms/{room_id}`` that has no room, the
-    merged list, and ``/rooms`` from ``pulse.rows``. With ``client_ssl`` it calls itself an
-    https worker (its canonical URL), while the test talks to it over http."""
+    """This worker: the room router in front of a ``/rooms/{room_id}`` that has no room, and
+    the merged list (its own rows, ``pulse.rows``, are read directly: it serves no ``/rooms``).
+    With ``client_ssl`` it calls itself an https worker (its canonical URL), while the test
+    talks to it over http."""
     peers = Peers(pulse, client_ssl)  # type: ignore[arg-type]
 
     async def no_room(request: web.Request) -> web.Response:
         return _json({"error": "not here"}, 404)
 
-    async def own_rooms(request: web.Request) -> web.Response:
-        return _json({"rooms": pulse.rows, "next": None})
-
     async def merged(request: web.Request) -> web.Response:
         return _json(await peers.all_rooms(request))
 
     app = web.Application(middlewares=[room_router(pulse, peers)])  # type: ignore[arg-type]
-    app.router.add_get("/rooms", own_rooms)
     app.router.add_get("/rooms/{room_id}", no_room)
     app.router.add_get("/screen/api/rooms", merged)
     async with TestClient(TestServer(app)) as client:

@@ -21,6 +21,7 @@ import orjson
 from aiohttp import web
 
 from streams.core.partitioner import partition_of
+from streams.worker.rooms_api import MAX_PAGE
 
 if TYPE_CHECKING:
     from streams.worker.app import LivePulse
@@ -30,8 +31,6 @@ log = logging.getLogger(__name__)
 #: Marks a request one worker sends another: answered from the receiver's own rooms only,
 #: so a stale map can never send a request round in circles.
 FORWARDED = "X-LivePulse-Forwarded"
-#: Rooms one worker's part of the all-rooms page lists at most (one /rooms page).
-MAX_ROOMS_PER_WORKER = 5_000
 #: How long one merged list of rooms serves every all-rooms page that asks.
 MERGED_FRESH_S = 1.0
 #: The largest answer read from a peer (a full /rooms page is well below it).
@@ -111,9 +110,9 @@ class Peers:
 
     # -- the all-rooms page --------------------------------------------------------------
     async def all_rooms(self, request: web.Request) -> dict:
-        """Every member's ``/rooms`` rows merged (each row names its ``worker``), and how each
-        member answered. A room two members list during a rebalance is kept once, from the
-        member the assignment names.
+        """Every member's ``/rooms`` rows merged (each row names its ``worker``), how each
+        member answered, and ``limit``: the rooms one member lists at most. A room two members
+        list during a rebalance is kept once, from the member the assignment names.
 
         Pages asking this worker share one merged list for up to :data:`MERGED_FRESH_S` (asked
         with the same credentials): however many browsers watch through this worker, each
@@ -139,11 +138,16 @@ class Peers:
                 seen = rooms.get(row["room_id"])
                 if seen is None or owners.get(self.partition(row["room_id"])) == url:
                     rooms[row["room_id"]] = row
-        return {"rooms": list(rooms.values()), "workers": workers}
+        return {"rooms": list(rooms.values()), "workers": workers, "limit": MAX_PAGE}
 
     async def _rooms_of(self, url: str, request: web.Request) -> tuple[list, str | None, bool]:
+        """One member's first page of rooms (at most :data:`MAX_PAGE`): this worker's from its
+        own rooms directly, the others' over HTTP."""
+        if url == self.own:
+            page = await self.pulse.rooms_page(MAX_PAGE, None)
+            return page["rooms"], None, page["next"] is not None
         try:
-            status, body, _ = await self.get(url, f"/rooms?limit={MAX_ROOMS_PER_WORKER}", request)
+            status, body, _ = await self.get(url, f"/rooms?limit={MAX_PAGE}", request)
             if status != 200:
                 return [], f"HTTP {status}", False
             rows, more = _rooms_page(orjson.loads(body))

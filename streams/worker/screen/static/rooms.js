@@ -107,7 +107,7 @@
         `updated ${fmt.clock(Date.now())} · ${data.workers.length} worker(s)` +
         (bad.length ? ` · ${bad.length} not answering: rooms may be missing` : "");
       document.getElementById("workers").textContent = data.workers
-        .map((w) => `${w.url}: ${w.error ? "no answer (" + w.error + ")" : w.rooms + " rooms"}${w.truncated ? " (first 5 000)" : ""}`)
+        .map((w) => `${w.url}: ${w.error ? "no answer (" + w.error + ")" : w.rooms + " rooms"}${w.truncated ? ` (first ${fmt.int(data.limit)})` : ""}`)
         .join(" · ");
     },
     (message) => {
