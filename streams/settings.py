@@ -10,18 +10,29 @@ import dataclasses
 import inspect
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.core.detector import DetectorConfig
+
+if TYPE_CHECKING:
+    from streams.worker.web_auth import WebConfig
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LIVEPULSE_", env_nested_delimiter="__", extra="forbid", frozen=True
     )
+    _web_config: Any = PrivateAttr(None)  # WebConfig | None, see web_config
 
     # --- Kafka ---------------------------------------------------------------------------
     broker: str = Field(
@@ -217,14 +228,17 @@ class Settings(BaseSettings):
         value.check()
         return value
 
-    @field_validator("web_config_file")
-    @classmethod
-    def _web_config_is_usable(cls, value: Path | None) -> Path | None:
-        if value is not None:
+    @model_validator(mode="after")
+    def _web_config_is_usable(self) -> Settings:
+        """The web config file, parsed once here: every user of it reads :attr:`web_config`."""
+        if self.web_config_file is not None:
             from streams.worker.web_auth import load  # bcrypt and yaml only when it is set
 
-            load(value)
-        return value
+            try:
+                self._web_config = load(self.web_config_file)
+            except ValueError as exc:
+                raise ValueError(f"LIVEPULSE_WEB_CONFIG_FILE: {exc}") from None
+        return self
 
     @model_validator(mode="after")
     def _security_is_complete(self) -> Settings:
@@ -289,6 +303,11 @@ class Settings(BaseSettings):
     def source_topics(self) -> tuple[str, str, str]:
         """Source topics in the order of :class:`streams.core.contract.Source`."""
         return (self.topic_views, self.topic_clicks, self.topic_orders)
+
+    @property
+    def web_config(self) -> WebConfig | None:
+        """TLS and users of the web pages (None: plain http, open), parsed at validation."""
+        return self._web_config
 
     @property
     def advertised_host(self) -> str:

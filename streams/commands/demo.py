@@ -214,11 +214,8 @@ def screen_url(settings: Settings) -> str:
     """Where a browser on this machine finds the worker's pages."""
     host = settings.web_host if settings.web_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
     host = f"[{host}]" if ":" in host else host
-    scheme = "http"
-    if settings.web_config_file is not None:
-        from streams.worker.web_auth import load
-
-        scheme = "https" if load(settings.web_config_file).tls else "http"
+    config = settings.web_config
+    scheme = "https" if config is not None and config.tls else "http"
     return f"{scheme}://{host}:{settings.web_port}"
 
 

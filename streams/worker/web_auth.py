@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hmac
 import logging
 import os
@@ -72,12 +73,13 @@ class WebConfig:
         context.load_cert_chain(str(self.cert_file), str(self.key_file))
         return context
 
+    @functools.cached_property
     def client_context(self) -> ssl.SSLContext | None:
         """TLS for a worker's requests to its peers, trusting the certificates in
         ``cert_file`` only (the peers share the config: a self-signed certificate, or a chain
         ending in a private CA): not the system's CAs, so a group member with any public
         certificate cannot pass for a peer and receive the browser's credentials. Peers must
-        be named in the certificate."""
+        be named in the certificate. Made once (a property: every forward reuses it)."""
         if self.cert_file is None:
             return None
         context = ssl.create_default_context(cafile=str(self.cert_file))

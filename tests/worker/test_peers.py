@@ -182,7 +182,7 @@ async def test_over_https_credentials_go_only_to_a_peer_with_the_shared_certific
     async with (
         member(owner, shared.server_context()) as peer,
         member(impostor, other.server_context()) as stranger,
-        worker(pulse, shared.client_context()) as (client, _),
+        worker(pulse, shared.client_context) as (client, _),
     ):
         pulse.distribution = {peer: {TOPIC: [0]}}
         resp = await client.get("/rooms/r1", headers=AUTH)
@@ -192,4 +192,4 @@ async def test_over_https_credentials_go_only_to_a_peer_with_the_shared_certific
         assert resp.status == 503 and "did not answer" in (await resp.json())["error"]
     assert impostor.headers == []
     # the shared certificate is the only trust anchor: not the system's CAs
-    assert shared.client_context().cert_store_stats()["x509"] == 1
+    assert shared.client_context.cert_store_stats()["x509"] == 1

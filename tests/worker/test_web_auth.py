@@ -13,6 +13,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from streams.commands.demo import screen_url
+from streams.settings import Settings
 from streams.worker import web_auth
 from tests.support.cli import one_line_error, run
 from tests.support.tls import self_signed
@@ -39,7 +41,7 @@ def test_users_and_relative_tls_files(tmp_path: Path, tls_pair: tuple[Path, Path
     )
     config = web_auth.load(path)
     assert config.tls and config.cert_file == cert and config.users == {"alice": HASH.encode()}
-    assert config.server_context() is not None and config.client_context() is not None
+    assert config.server_context() is not None and config.client_context is not None
     assert HASH not in repr(config)
 
 
@@ -217,3 +219,21 @@ def test_an_unknown_user_is_checked_at_the_highest_cost_of_the_users(
     auth = web_auth.BasicAuth({"alice": HASH.encode(), "bob": costly.encode()})
     assert not asyncio.run(auth.allows(_basic("mallory", "guess")))
     assert hashes[0][:7] == b"$2b$13$" and web_auth._bcrypt_cost(hashes[0].decode()) == 13
+
+
+def test_the_web_config_is_parsed_once_per_settings(
+    tmp_path: Path, tls_pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = tls_pair
+    path = _write(
+        tmp_path, f"tls_server_config:\n  cert_file: {cert.name}\n  key_file: {key.name}\n"
+    )
+    loads: list[Path] = []
+    real = web_auth.load
+    monkeypatch.setattr(web_auth, "load", lambda p: loads.append(p) or real(p))
+    settings = Settings(web_config_file=path)
+    assert screen_url(settings).startswith("https://")
+    config = settings.web_config
+    assert config is not None and config is settings.web_config
+    assert config.client_context is config.client_context
+    assert loads == [path]

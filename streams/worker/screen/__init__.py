@@ -47,15 +47,11 @@ def _static() -> dict[str, tuple[bytes, str]]:
     }
 
 
-def web_config(settings: Settings) -> web_auth.WebConfig | None:
-    return None if settings.web_config_file is None else web_auth.load(settings.web_config_file)
-
-
 def web_options(pulse: LivePulse, settings: Settings) -> dict[str, Any]:
     """Faust app settings of the web server: TLS, its canonical URL, and the middlewares."""
-    config = web_config(settings)
+    config = settings.web_config
     web_auth.warn_if_exposed(settings.web_host, settings.web_port, config)
-    pulse.peers = Peers(pulse, None if config is None else config.client_context())
+    pulse.peers = Peers(pulse, None if config is None else config.client_context)
     middlewares = [room_router(pulse, pulse.peers)]
     options: dict[str, Any] = {}
     if config is not None:

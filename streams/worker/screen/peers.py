@@ -79,7 +79,7 @@ class Peers:
         this worker's) or does not answer (connection refused, TLS, timeout).
 
         The caller's ``Authorization`` goes along only over https, to a peer whose certificate
-        verifies against this worker's own ``cert_file`` (:meth:`WebConfig.client_context`):
+        verifies against this worker's own ``cert_file`` (:attr:`WebConfig.client_context`):
         a member that merely joined the consumer group cannot collect passwords by
         advertising a URL of its own, and no password crosses the network in the clear."""
         scheme = self.own.partition("://")[0]
