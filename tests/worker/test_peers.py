@@ -193,3 +193,47 @@ async def test_over_https_credentials_go_only_to_a_peer_with_the_shared_certific
     assert impostor.headers == []
     # the shared certificate is the only trust anchor: not the system's CAs
     assert shared.client_context.cert_store_stats()["x509"] == 1
+
+
+async def test_while_a_partition_moves_the_answer_is_503_with_retry_after() -> None:
+    pulse = FakePulse()
+    async with worker(pulse) as (client, _):
+        own = pulse.app.conf.canonical_url
+        resp = await client.get("/rooms/r1")  # no owner in the map
+        assert resp.status == 503 and resp.headers["Retry-After"] == "1"
+        assert "has no owner (rebalancing)" in (await resp.json())["error"]
+        pulse.distribution = {own: {TOPIC: [0]}}  # ours, not yet restored
+        resp = await client.get("/rooms/r1")
+        assert resp.status == 503 and "is being recovered here" in (await resp.json())["error"]
+        pulse.processors[0] = object()  # ours and served: the room does not exist
+        resp = await client.get("/rooms/r1")
+        assert resp.status == 404 and (await resp.json())["error"] == "not here"
+        async with member(Recorder()) as gone:
+            pass  # a member that stopped answering
+        pulse.distribution = {gone: {TOPIC: [0]}}
+        resp = await client.get("/rooms/r1")
+        assert resp.status == 503 and resp.headers["Retry-After"] == "1"
+        assert f"({gone}) did not answer" in (await resp.json())["error"]
+
+
+async def test_a_forwarded_request_is_never_forwarded_again() -> None:
+    pulse, owner = FakePulse(), Recorder()
+    async with member(owner) as peer, worker(pulse) as (client, _):
+        pulse.distribution = {peer: {TOPIC: [0]}}
+        resp = await client.get("/rooms/r1", headers={peers_module.FORWARDED: "1"})
+        assert resp.status == 404
+    assert owner.headers == []
+
+
+async def test_a_room_two_members_list_during_a_rebalance_is_kept_once_from_its_owner() -> None:
+    pulse = FakePulse()
+    pulse.rows = [{"room_id": "r1", "gmv": "stale"}, {"room_id": "r2", "gmv": "mine"}]
+    rows = [{"room_id": "r1", "gmv": "fresh"}]
+    answer = _json({"rooms": rows, "next": "r1"})
+    async with member(lambda _: answer) as peer, worker(pulse) as (client, _):
+        own = pulse.app.conf.canonical_url
+        pulse.distribution = {peer: {TOPIC: [0]}, own: {}}
+        body = await (await client.get("/screen/api/rooms")).json()
+    listed = {r["room_id"]: (r["gmv"], r["worker"]) for r in body["rooms"]}
+    assert listed == {"r1": ("fresh", peer), "r2": ("mine", own)}
+    assert {w["url"]: w["truncated"] for w in body["workers"]} == {own: False, peer: True}
