@@ -218,10 +218,12 @@ def test_alert_episodes_are_shaded_while_active_and_after_they_end(
     since = detail["windows"][-3]["window_start"]
     alert = {"kind": "payment_trouble", "product_id": None, "since": since, "severity": "page"}
     firing = {"on": True}
+    shift: dict[str, Any] = {}
 
     def answer(route: Any) -> None:
         body = orjson.loads(route.fetch().body())
         body["alerts"] = [alert] if firing["on"] else []
+        body.update(shift)
         route.fulfill(body=orjson.dumps(body), content_type="application/json")
 
     page = browser.page(1280, 900)
@@ -236,4 +238,58 @@ def test_alert_episodes_are_shaded_while_active_and_after_they_end(
     page.wait_for_function(
         "() => document.querySelector('#c-enters rect.band title').textContent.includes('ended')"
     )
+    assert page.evaluate("document.body.dataset.episodes") == "1"
+    # once the retained windows have moved past the episode, the page forgets it
+    newest = detail["windows"][-1]
+    later = {**newest, "window_start": newest["window_end"], "closed": True}
+    later["window_end"] = 2 * newest["window_end"] - newest["window_start"]
+    shift["windows"] = [later]
+    page.wait_for_function("() => document.body.dataset.episodes === '0'")
+    assert page.locator(".chart rect.band").count() == 0
+    assert not browser.errors, browser.errors
+
+
+def test_alerting_rooms_come_first_and_dot_ids_get_no_link(
+    replayed: Pipeline, browser: Browser
+) -> None:
+    """Two rooms made alerting in flight (Playwright routes the merged list) lead the table
+    whatever the sort; rooms "." and ".." (no URL path can name them) are listed unlinked."""
+    rows = sorted(r["room_id"] for r in replayed.json("/rooms?limit=5000")["rooms"])
+    alerting = rows[-2:]  # last by id: first only because they alert
+
+    def answer(route: Any) -> None:
+        body = orjson.loads(route.fetch().body())
+        for row in body["rooms"]:
+            row["alerts"] = ["payment_trouble"] if row["room_id"] in alerting else []
+        body["rooms"] += [{"room_id": ".", "alerts": []}, {"room_id": "..", "alerts": []}]
+        route.fulfill(body=orjson.dumps(body), content_type="application/json")
+
+    page = browser.page(1280, 900)
+    page.route("**/screen/api/rooms", answer)
+    page.goto(replayed.base_url + "/")
+    wait_until(lambda: page.locator("#body tr").count() == len(rows) + 2, 20, "rooms listed")
+    page.click("th[data-col=room] button")  # room ids a-z
+    assert _column(page, "room") == [*alerting, ".", "..", *rows[:-2]]
+    assert page.locator("#body tr.alerting").count() == 2
+    page.click("th[data-col=gmv] button")  # session GMV: the alerting rooms still lead
+    assert _column(page, "room")[:2] == alerting
+    dots = page.locator("#body tr[data-room='.'] a, #body tr[data-room='..'] a")
+    assert dots.count() == 0 and page.locator("#body tr[data-room='..']").inner_text() != ""
+    assert not browser.errors, browser.errors
+
+
+def test_a_malformed_escape_in_the_room_address_is_shown_as_typed(
+    replayed: Pipeline, browser: Browser
+) -> None:
+    page = browser.page(1280, 900)
+    room = {"room_id": "x", "currency": "CNY", "alerts": [], "windows": [], "late_events": 0}
+    page.route(
+        "**/rooms/**",
+        lambda route: route.fulfill(body=orjson.dumps(room), content_type="application/json"),
+    )
+    page.goto(f"{replayed.base_url}/screen/bad%E0%A4")
+    page.wait_for_function(
+        "() => document.getElementById('status').textContent.includes('updated')"
+    )
+    assert page.inner_text("#room-id") == "bad%E0%A4"
     assert not browser.errors, browser.errors
