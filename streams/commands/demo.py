@@ -187,7 +187,7 @@ def run_demo(settings: Settings, duration: float | None, console: Console) -> No
     state.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     base = screen_url(settings)
-    console.print(f"live screen: {base}/  (one room: {base}/screen/demo-room-01; ready in ~10 s)")
+    console.print(f"live screen: {base}/  (one room: {base}/screen/demo-room-01)")
     console.print(f"starting the embedded broker on {settings.broker}")
     with broker.embedded(settings, log=state / "demo-broker.log"):
         asyncio.run(broker.ensure_topics(settings))
