@@ -47,6 +47,9 @@ _TOP_KEYS = {"tls_server_config", "basic_auth_users"}
 _BCRYPT = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
 #: Costs accepted: below 4 bcrypt refuses; above 16 one check takes seconds (a request each).
 MIN_COST, MAX_COST = 4, 16
+#: The example password committed in deploy/prometheus/livepulse.password for the local
+#: compose stack (a test keeps the two equal): a worker whose users accept it says so at start.
+EXAMPLE_PASSWORD = "Nn2Wmj_w8BVB2pX9XCDEipth"
 #: Bind addresses that reach this machine only; any other without a web config is warned about.
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
@@ -278,5 +281,18 @@ def warn_if_exposed(bind: str, port: int, config: WebConfig | None) -> None:
             "web pages on %s:%d take passwords over plain http; add tls_server_config to %s",
             bind,
             port,
+            config.path,
+        )
+
+
+def warn_if_example_password(config: WebConfig) -> None:
+    """One warning line when a user's hash accepts the committed example password: anyone
+    who read the repository can log in (one bcrypt check per user, once, at start)."""
+    users = [u for u, hashed in config.users.items() if checkpw(EXAMPLE_PASSWORD.encode(), hashed)]
+    if users:
+        log.warning(
+            "web users %s in %s accept the example password committed in "
+            "deploy/prometheus/livepulse.password; make a new one (docs/security.md)",
+            ", ".join(users),
             config.path,
         )

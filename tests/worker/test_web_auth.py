@@ -237,3 +237,18 @@ def test_the_web_config_is_parsed_once_per_settings(
     assert config is not None and config is settings.web_config
     assert config.client_context is config.client_context
     assert loads == [path]
+
+
+def test_users_accepting_the_committed_example_password_are_warned_about(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    committed = Path(__file__).parents[2] / "deploy" / "prometheus" / "livepulse.password"
+    assert committed.read_text().strip() == web_auth.EXAMPLE_PASSWORD
+    example = bcrypt.hashpw(web_auth.EXAMPLE_PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+    text = f"basic_auth_users:\n  alice: '{HASH}'\n  prometheus: '{example}'\n"
+    with caplog.at_level(logging.WARNING, logger=web_auth.__name__):
+        web_auth.warn_if_example_password(web_auth.load(_write(tmp_path, text)))
+        web_auth.warn_if_example_password(
+            web_auth.load(_write(tmp_path, f"basic_auth_users:\n  alice: '{HASH}'\n"))
+        )
+    assert len(caplog.records) == 1 and "users prometheus in" in caplog.text

@@ -51,6 +51,8 @@ def web_options(pulse: LivePulse, settings: Settings) -> dict[str, Any]:
     """Faust app settings of the web server: TLS, its canonical URL, and the middlewares."""
     config = settings.web_config
     web_auth.warn_if_exposed(settings.web_host, settings.web_port, config)
+    if config is not None:
+        web_auth.warn_if_example_password(config)
     pulse.peers = Peers(pulse, None if config is None else config.client_context)
     middlewares = [room_router(pulse, pulse.peers)]
     options: dict[str, Any] = {}
@@ -76,10 +78,10 @@ def install(pulse: LivePulse) -> None:
     ]
     app.web.web_app.on_cleanup.append(peers.close)
 
-    def page(web: faust.web.View, name: str, status: int = 200) -> Any:
+    def page(web: faust.web.View, name: str) -> Any:
         body, content_type = files[name]
         headers = {**_HEADERS, "Content-Type": content_type}  # aiohttp refuses a charset in
-        return web.bytes(body, status=status, headers=headers)  # its content_type argument
+        return web.bytes(body, headers=headers)  # its content_type argument
 
     @app.page("/")
     async def all_rooms(web: faust.web.View, request: faust.web.Request) -> Any:
