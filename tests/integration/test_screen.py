@@ -98,6 +98,7 @@ def test_room_screen_shows_the_rooms_numbers_and_follows_new_events(
         assert _same(shown, last.get(key.removeprefix("last."))), (key, shown, last.get(key))
     assert any(v not in ("", "0") for v in funnel.values()), funnel
     assert page.inner_text("#h-late") == str(detail["late_events"])
+    assert "–" not in page.inner_text(".tile:has(#h-late)")  # no placeholder for dead letters
     session = detail.get("session") or {}
     for tile, key in [("h-gmv", "gmv_cents"), ("h-viewers", "viewers"), ("h-buyers", "buyers")]:
         shown = page.get_attribute(f"#{tile}", "data-value")

@@ -54,7 +54,6 @@
     put($("h-uv"), s.uv_value, "major", c);
     put($("h-gpm"), s.gpm, "major", c);
     put($("h-late"), room.late_events, "int");
-    put($("h-dead"), room.dead_letters, "int");
   }
 
   // Alert episodes to shade: the active ones (the API names only those), and the ones this
