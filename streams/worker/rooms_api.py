@@ -8,7 +8,7 @@ import heapq
 from collections.abc import Iterable
 from typing import Any
 
-from streams.core.rooms import RoomState
+from streams.core.rooms import RoomConfig, RoomState
 from streams.core.sparkline import gmv_sparkline
 
 #: /rooms page sizes: the default, and the most one request may ask for.
@@ -24,12 +24,13 @@ def parse_page(query: Any) -> tuple[int, str | None]:
 
 
 async def rooms_page(
-    rooms: Iterable[RoomState], window_ms: int, limit: int, after: str | None
+    rooms: Iterable[RoomState], config: RoomConfig, limit: int, after: str | None
 ) -> dict[str, Any]:
     """The rooms after ``after`` by room id, at most ``limit``; ``next`` is the ``after`` of
     the following page (None on the last)."""
     candidates = (r for r in rooms if after is None or r.room_id > after)
     states = heapq.nsmallest(limit + 1, candidates, key=_room_id)
+    size = config.size_ms
     more = len(states) > limit
     rows = []
     for i, state in enumerate(states[:limit], 1):
@@ -38,14 +39,14 @@ async def rooms_page(
             {
                 "room_id": state.room_id,
                 "currency": state.currency_code,
-                "gmv_sparkline": gmv_sparkline(state, window_ms),
+                "gmv_sparkline": gmv_sparkline(state, size),
                 "late_events": state.late_events,
                 "alerts": [] if state.detector is None else state.detector.firing(),
-                "last_closed": None if last is None else state.describe(last, window_ms),
-                "open": None if current is None else state.describe(current, window_ms),
+                "last_closed": None if last is None else state.describe(last, size),
+                "open": None if current is None else state.describe(current, size),
             }
         )
-        if i % 200 == 0:
+        if i % 50 == 0:
             await asyncio.sleep(0)  # a big page must not hold up the agent
     return {"rooms": rows, "next": rows[-1]["room_id"] if more else None}
 
