@@ -175,17 +175,18 @@ def test_all_rooms_page_lists_every_room_sorted_and_filtered(
                 assert expected is not None, f"{room_id}: the worker sends no {block}.{field}"
                 assert _same(value, expected), (room_id, col, value, expected)
     assert page.locator("#body svg.spark").count() == len(rows)
-    # the column buttons sort: room ids (first click a-z, second z-a), last window's GMV and
-    # session GMV (highest first, rooms without the value last); no room is alerting
+    # the column buttons sort: room ids (first click a-z, second z-a), session GMV and
+    # viewers (highest first, rooms without the value last); no room is alerting
     assert not any(r["alerts"] for r in rows.values())
     page.click("th[data-col=room] button")
     assert _column(page, "room") == sorted(rows)
     page.click("th[data-col=room] button")
     assert _column(page, "room") == sorted(rows, reverse=True)
-    for col, block in [("gmv_last", "last_closed"), ("gmv", "session")]:
+    for col, block, field in [("gmv", "session", "gmv_cents"), ("viewers", "session", "viewers")]:
         page.click(f"th[data-col={col}] button")
         order = [r for r in _column(page, "room") if r in session_rooms]
-        values = [float(rows[r][block]["gmv_cents"]) for r in order]
+        values = [float(rows[r][block][field]) for r in order]
+        # the session's rooms differ in these, so the order is the column's, not the ids'
         assert values == sorted(values, reverse=True) and len(set(values)) > 1, (col, values)
         shown = _column(page, col)
         present = [v for v in shown if v]
