@@ -53,6 +53,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
             value = value.get_secret_value()
         elif dataclasses.is_dataclass(value):
             value = orjson.dumps(dataclasses.asdict(value)).decode()
+        elif isinstance(value, tuple):
+            value = ",".join(str(n) for n in value)
         env[f"LIVEPULSE_{name.upper()}"] = str(value)
     return env
 

@@ -64,6 +64,7 @@ class LivePulse:
                 retention=s.retention_windows,
                 products_per_window=s.products_per_window,
                 max_ids_per_window=s.dedup_max_ids_per_window,
+                rolling=s.rolling_windows,
             ),
             grace_ms=s.grace_ms,
             detector=s.detector,
@@ -141,7 +142,7 @@ class LivePulse:
                 self._unflushed,
             )
         )
-        self.exposition = RoomExposition(s.window_ms, s.metrics_max_rooms)
+        self.exposition = RoomExposition(s.window_ms, s.metrics_max_rooms, s.metrics_products)
         self._wire()
         screen.install(self)  # the live screen: / and /screen/{room_id}
 
@@ -248,6 +249,8 @@ class LivePulse:
                     "late_events": state.late_events,
                     "alerts": [] if state.detector is None else state.detector.describe(size),
                     "windows": state.describe_all(size),
+                    "rolling": state.rolling(self.config.room),
+                    "session": state.session(),
                 },
             )
 

@@ -44,6 +44,8 @@ async def rooms_page(
                 "alerts": [] if state.detector is None else state.detector.firing(),
                 "last_closed": None if last is None else state.describe(last, size),
                 "open": None if current is None else state.describe(current, size),
+                "session": state.session(),
+                "rolling": state.rolling(config),
             }
         )
         if i % 50 == 0:

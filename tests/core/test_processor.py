@@ -30,7 +30,8 @@ def test_hand_computed_scenario() -> None:
     w = one_partition()
     outs = [w.apply(0, number_by_topic(bodies)), w.apply(0, flush([100, 100, 100]))]
     room = w.processors[0].rooms["r1"]
-    assert_windows_equal(room.describe_all(60_000), scenario.expected_closed_windows(BASE))
+    assert_windows_equal(room.describe_all(60_000), scenario.expected_windows(BASE))
+    assert_windows_equal([room.session()], [scenario.expected_session(BASE)])
     assert room.late_events == scenario.EXPECTED_LATE
     assert room.currency_code == "CNY"
     assert sum(out.tally.windows_closed for out in outs) == 3
@@ -43,7 +44,7 @@ def test_same_input_in_single_event_batches_gives_the_same_windows() -> None:
         w.apply(0, [ev])
     w.apply(0, flush([100, 100, 100]))
     windows = w.processors[0].rooms["r1"].describe_all(60_000)
-    assert_windows_equal(windows, scenario.expected_closed_windows(BASE))
+    assert_windows_equal(windows, scenario.expected_windows(BASE))
 
 
 def _logs(seed: int) -> list[list[Ev]]:
@@ -103,8 +104,14 @@ def _batches(merged: list[Ev], rng: random.Random) -> list[list[Ev]]:
 
 
 def _result(proc: PartitionProcessor) -> dict:
+    """What the rooms show: closed windows, and the session and rolling blocks."""
     return {
-        room: (state.late_events, [w for w in state.describe_all(60_000) if w["closed"]])
+        room: (
+            state.late_events,
+            [w for w in state.describe_all(60_000) if w["closed"]],
+            state.session(),
+            state.rolling(proc.config.room),
+        )
         for room, state in sorted(proc.rooms.items())
         if room != "flush"
     }
@@ -125,7 +132,7 @@ def test_topic_interleaving_does_not_change_closed_windows(seed: int, a: int, b:
     first = _run(logs, random.Random(a))
     second = _run(logs, random.Random(b))
     assert first == second
-    assert sum(len(windows) for _, windows in first.values()) > 0
+    assert sum(len(shown[1]) for shown in first.values()) > 0
 
 
 @settings(max_examples=80, deadline=None)

@@ -48,6 +48,9 @@ def assert_windows_equal(actual: list[dict], expected: list[dict]) -> None:
                     got[key],
                     value,
                 )
+            elif isinstance(value, list):  # products
+                assert len(got[key]) == len(value), (key, got[key], value)
+                assert_windows_equal(got[key], value)
             else:
                 assert got[key] == value and type(got[key]) is type(value), (key, got[key], value)
 
@@ -55,9 +58,9 @@ def assert_windows_equal(actual: list[dict], expected: list[dict]) -> None:
 def to_ev(body: dict, offset: int) -> Ev:
     kind = _KIND[body["type"]]
     src = SOURCE_OF_TYPE[body["type"]]
-    user = body["user_id"] if kind == Kind.ENTER else ""
+    user = body["user_id"]
     value = body.get("watch_ms", body.get("amount_cents", 0))
-    product = body["product_id"] if kind in (Kind.PRODUCT_CLICK, Kind.ORDER_CREATED) else ""
+    product = body.get("product_id", "")
     oid = fingerprint(body["order_id"]) if kind >= Kind.ORDER_PAID else 0
     currency = CURRENCIES[body["currency"]][0] if kind >= Kind.ORDER_CREATED else 0
     return Ev(
