@@ -328,6 +328,20 @@ def livepulse_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield settings.broker
 
 
+def fresh_names(app: str = "livepulse") -> tuple[str, dict[str, str]]:
+    """A run id and settings that give a worker its own group and topics on a shared broker."""
+    run = uuid.uuid4().hex[:8]
+    return run, {
+        "app_id": f"{app}-{run}",
+        "topic_views": f"{run}.live.views",
+        "topic_clicks": f"{run}.live.clicks",
+        "topic_orders": f"{run}.live.orders",
+        "topic_deadletter": f"{run}.live.deadletter",
+        "topic_batches": f"{run}.livepulse.batches",
+        "topic_alerts": f"{run}.live.alerts",
+    }
+
+
 @pytest.fixture
 def livepulse_pipeline(
     livepulse_broker: str, tmp_path_factory: pytest.TempPathFactory
@@ -336,16 +350,7 @@ def livepulse_pipeline(
     with contextlib.ExitStack() as stack:
 
         def start(**overrides: Any) -> Pipeline:
-            run = uuid.uuid4().hex[:8]
-            names = {
-                "app_id": f"livepulse-{run}",
-                "topic_views": f"{run}.live.views",
-                "topic_clicks": f"{run}.live.clicks",
-                "topic_orders": f"{run}.live.orders",
-                "topic_deadletter": f"{run}.live.deadletter",
-                "topic_batches": f"{run}.livepulse.batches",
-                "topic_alerts": f"{run}.live.alerts",
-            }
+            run, names = fresh_names()
             tmp = tmp_path_factory.mktemp(f"pipeline-{run}")
             values = {k: str(v) for k, v in {**names, **overrides}.items()}
             return stack.enter_context(running_pipeline(tmp, livepulse_broker, **values))

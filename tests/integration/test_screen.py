@@ -14,7 +14,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from streams.testing import Pipeline, running_pipeline, wait_until
+from streams.testing import Pipeline, fresh_names, running_pipeline, wait_until
 from tests.support.browser import Browser, chromium
 from tests.support.truth import close_and_wait
 
@@ -25,15 +25,8 @@ TRUTH = orjson.loads((DATA / "session.truth.json").read_bytes())
 @pytest.fixture(scope="module")
 def replayed(livepulse_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     """A worker on fresh topics that replayed tests/data/session.jsonl, its windows closed."""
-    run = uuid.uuid4().hex[:8]
-    names = {
-        "app_id": f"livepulse-screen-{run}",
-        "topic_views": f"{run}.live.views",
-        "topic_clicks": f"{run}.live.clicks",
-        "topic_orders": f"{run}.live.orders",
-        "topic_deadletter": f"{run}.live.deadletter",
-        "topic_batches": f"{run}.livepulse.batches",
-        "topic_alerts": f"{run}.live.alerts",
+    _, names = fresh_names("livepulse-screen")
+    names |= {
         "partitions": str(TRUTH["config"]["partitions"]),
         # every address, without a web config: the worker must warn (once) that it is open
         "web_host": "0.0.0.0",
