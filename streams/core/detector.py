@@ -21,6 +21,10 @@ conversion_drop    orders_created              product_clicks    cards are click
                                                                  sold out, conversion decay)
 =================  ==========================  ================  ===========================
 
+A fourth kind, ``audience_loss``, is a volume test: the window's enters and impressions
+against the room's own level (:func:`_judge_audience`): viewers who stop coming leave every
+ratio as it was.
+
 Conditioning on the step before makes every test immune to how much traffic the room has:
 the opening ramp, the slow wobble, a flash sale five times the usual traffic and the
 end-of-session tail all move the attempts and the successes together. It also keeps the kinds
@@ -131,8 +135,12 @@ import msgspec
 from streams.core.contract import OTHER
 from streams.core.funnel import Counts
 
-KINDS = ("traffic_cut", "payment_trouble", "conversion_drop")
-#: Per kind: (successes, attempts) count fields.
+#: Alert kinds, in the order of ``DetectorState.kinds`` (a new kind is appended: records
+#: written before it decode with fewer kinds, the missing ones fresh).
+KINDS = ("traffic_cut", "payment_trouble", "conversion_drop", "audience_loss")
+#: The kinds that test a funnel step as a proportion (the volume test is ``audience_loss``).
+RATIO_KINDS = ("traffic_cut", "payment_trouble", "conversion_drop")
+#: Per ratio kind: (successes, attempts) count fields.
 STEPS = {
     "traffic_cut": ("enters", "impressions"),
     "payment_trouble": ("orders_paid", "orders_created"),
@@ -187,6 +195,18 @@ class DetectorConfig:
     traffic_cut_threshold: float = 8.0
     payment_trouble_threshold: float = 6.0
     conversion_drop_threshold: float = 6.0
+    #: Audience loss: enters *and* impressions of a window against the room's own level, a
+    #: Poisson CUSUM against a fall to ``audience_loss_ratio`` of it, firing at
+    #: ``audience_loss_threshold`` nats. The level is the lower of two medians of the windows
+    #: before: of the last ``audience_windows`` (a flash sale of fewer windows than half of
+    #: them does not move it) and of the last ``audience_recent_windows`` (it follows a slow
+    #: end-of-session decay and the session's ramp-up).
+    audience_loss_ratio: float = 0.4
+    audience_loss_threshold: float = 8.0
+    audience_windows: int = 10
+    audience_recent_windows: int = 3
+    #: Rooms whose enters level is below this are not judged for audience loss.
+    audience_min_enters: float = 20.0
     #: Consecutive judged windows more likely normal than dropped before an alert resolves.
     resolve_windows: int = 2
     #: ``observed <= critical_ratio * expected`` in the firing window makes the alert critical.
@@ -222,7 +242,7 @@ class DetectorConfig:
             raise ValueError("need 1 <= min_baseline_windows <= baseline_windows")
         if self.resolve_windows < 1:
             raise ValueError("resolve_windows must be at least 1")
-        for kind in KINDS:
+        for kind in RATIO_KINDS:
             if not 0 < self.ratio(kind) < 1:
                 raise ValueError(f"{kind}_ratio must be between 0 and 1")
             if not 0 <= self.lag(kind) < 1:
@@ -235,6 +255,14 @@ class DetectorConfig:
             raise ValueError("spike_ratio > 1, min_volume_share >= 0, critical_ratio >= 0")
         if not 0 <= self.stockout_ratio < 1 or self.stockout_threshold <= 0:
             raise ValueError("stockout_ratio must be in [0, 1) and stockout_threshold above 0")
+        if not 0 < self.audience_loss_ratio < 1 or self.audience_loss_threshold <= 0:
+            raise ValueError("audience_loss_ratio must be between 0 and 1, its threshold above 0")
+        if not 1 <= self.audience_recent_windows <= self.audience_windows <= self.baseline_windows:
+            raise ValueError(
+                "need 1 <= audience_recent_windows <= audience_windows <= baseline_windows"
+            )
+        if self.audience_min_enters < 0:
+            raise ValueError("audience_min_enters must be >= 0")
         if self.max_products < 1 or self.stockout_spike_ratio <= 1:
             raise ValueError("max_products must be at least 1 and stockout_spike_ratio above 1")
 
@@ -254,6 +282,7 @@ class KindState(msgspec.Struct, array_like=True, omit_defaults=True):
     volume: float = 0.0  # baseline median impressions, frozen while firing
     excl_from: int = -1  # windows of the last episode, left out of the baseline
     excl_to: int = -1  # (-1 while it still runs)
+    run_volume: float = 0.0  # audience_loss: the impressions level when the run began
 
 
 class ProductState(msgspec.Struct, array_like=True, omit_defaults=True):
@@ -394,10 +423,14 @@ def on_close(
             products = [msgspec.structs.replace(ps) for ps in state.products]
             state = DetectorState(state.last_start, kinds, products)
             copied = True
-        for kind, ks in zip(KINDS, state.kinds, strict=True):
+        for kind, ks in zip(RATIO_KINDS, state.kinds, strict=False):
             event = _judge(config, kind, ks, room_id, recent, size_ms)
             if event is not None:
                 events.append(event)
+        audience = state.kinds[KINDS.index("audience_loss")]
+        event = _judge_audience(config, audience, room_id, recent, size_ms)
+        if event is not None:
+            events.append(event)
         if config.stockout_ratio > 0:
             events += _judge_products(config, state, room_id, recent, size_ms)
         state.last_start = w.start
@@ -415,7 +448,7 @@ def _quiet(config: DetectorConfig, state: DetectorState, windows: Sequence[Close
     for ps in state.products:
         if ps.firing or ps.cusum > 0:
             return False
-    least = config.min_enters
+    least = min(config.min_enters, config.audience_min_enters)
     for w in windows[max(0, len(windows) - 1 - config.baseline_windows) : -1]:
         if w.counts.enters >= least:
             return False
@@ -686,4 +719,117 @@ def _product_event(
         round(ps.cusum, 3),
         ps.severity,
         ps.product,
+    )
+
+
+def _audience_level(
+    config: DetectorConfig, ks: KindState, windows: Sequence[ClosedWindow]
+) -> tuple[float, float] | None:
+    """``(enters, impressions)`` the room usually has, from the windows before the last one.
+
+    Each is the lower of the median of the last ``audience_windows`` and of the last
+    ``audience_recent_windows`` of them (the windows of the kind's last alert episode left
+    out). None when fewer than ``min_baseline_windows`` remain or the enters level is below
+    ``audience_min_enters``.
+    """
+    lo, hi = ks.excl_from, ks.excl_to
+    base = [
+        w
+        for w in windows[max(0, len(windows) - 1 - config.audience_windows) : -1]
+        if not (lo >= 0 and w.start >= lo and (hi < 0 or w.start <= hi))
+    ]
+    if len(base) < max(config.min_baseline_windows, config.audience_recent_windows):
+        return None
+    recent = base[-config.audience_recent_windows :]
+    enters = min(
+        _median([w.counts.enters for w in base]), _median([w.counts.enters for w in recent])
+    )
+    if enters < config.audience_min_enters or enters <= 0:
+        return None
+    impressions = min(
+        _median([w.counts.impressions for w in base]),
+        _median([w.counts.impressions for w in recent]),
+    )
+    return enters, impressions
+
+
+def _judge_audience(
+    config: DetectorConfig,
+    ks: KindState,
+    room_id: str,
+    windows: Sequence[ClosedWindow],
+    size_ms: int,
+) -> AlertEvent | None:
+    """Audience loss on the last of ``windows``: its enters and impressions both far below
+    the room's level (:func:`_audience_level`).
+
+    The window's evidence is the smaller of the two Poisson log-likelihood ratios (enters,
+    impressions) against a fall to ``audience_loss_ratio``: viewers who stop coming take
+    both down, while enters falling alone, with the room still shown, is a ``traffic_cut``.
+    With ``rho`` the design ratio a window adds evidence only when it holds fewer than
+    ``(1 - rho) / -ln(rho)`` of the level (0.65 at 0.4), so a fall of a third or less is never
+    one, a fall of half adds ``0.14 * level`` nats (one window at a level of 60 enters, two at
+    30), and a decay slower than about a fifth per window is followed by the recent median
+    without adding any. A decay as steep as an incident's ramp (half the audience within two
+    or three windows) is an audience loss by this definition, at the end of a session too.
+    A room without any event in a minute has no window to judge: a total loss shows on the
+    first window after it. While a run of ``S > 0`` builds up, and while the alert fires, the
+    level stays at what it was when the run began; resolving is as for the ratio kinds.
+    """
+    w = windows[-1]
+    x, imp = w.counts.enters, w.counts.impressions
+    if ks.firing:
+        level, level_imp = ks.rate, ks.volume
+    elif ks.run_start >= 0:
+        level, level_imp = ks.run_rate, ks.run_volume
+    else:
+        found = _audience_level(config, ks, windows)
+        if found is None:
+            return None
+        level, level_imp = found
+    rho = config.audience_loss_ratio
+    score = min(llr(x, level, rho), llr(imp, level_imp, rho) if level_imp > 0 else math.inf)
+    end = w.start + size_ms
+    if ks.firing:
+        # calm: the enters or the impressions are likelier at the level than at a mild drop
+        mild = config.mild_ratio or rho
+        calm = min(llr(x, level, mild), llr(imp, level_imp, mild) if level_imp > 0 else 0) <= 0
+        ks.calm = ks.calm + 1 if calm else 0
+        if ks.calm < config.resolve_windows:
+            return None
+        cusum = ks.cusum
+        ks.firing, ks.calm, ks.excl_to = False, 0, w.start
+        ks.cusum, ks.run_start = 0.0, -1
+        return AlertEvent(
+            room_id,
+            "audience_loss",
+            "resolved",
+            w.start,
+            end,
+            x,
+            round(level, 3),
+            round(cusum, 3),
+            ks.severity,
+        )
+    ks.cusum = max(0.0, ks.cusum + score)
+    if ks.cusum <= 0:
+        ks.run_start = -1
+    elif ks.run_start < 0:
+        ks.run_start, ks.run_rate, ks.run_volume = w.start, level, level_imp
+    if ks.cusum < config.audience_loss_threshold:
+        return None
+    ks.firing, ks.since, ks.calm = True, w.start, 0
+    ks.rate, ks.volume = level, level_imp
+    ks.excl_from, ks.excl_to = (ks.run_start if ks.run_start >= 0 else w.start), -1
+    ks.severity = "critical" if x <= config.critical_ratio * level else "warning"
+    return AlertEvent(
+        room_id,
+        "audience_loss",
+        "firing",
+        w.start,
+        end,
+        x,
+        round(level, 3),
+        round(ks.cusum, 3),
+        ks.severity,
     )

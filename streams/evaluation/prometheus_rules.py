@@ -66,6 +66,7 @@ KINDS = {
     "LivePulseRoomConversionDrop": "conversion_drop",
     "LivePulseRoomPaymentTrouble": "payment_trouble",
     "LivePulseRoomTrafficCut": "traffic_cut",
+    "LivePulseRoomAudienceLoss": "audience_loss",
 }
 
 #: deploy/prometheus/rules of the source checkout (rule files are not installed with the package).

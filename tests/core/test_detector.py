@@ -134,7 +134,11 @@ def test_false_alerts_stay_under_one_per_ten_room_hours() -> None:
     for seed in range(1, 21):
         ws = session(seed)
         windows += len(ws)
-        alerts += sum(e.state == "firing" for e in run(ws)[1])
+        tail = len(ws) - 4  # halving each minute: an audience loss by definition (below)
+        alerts += sum(
+            e.state == "firing" and not (e.kind == "audience_loss" and index(e) >= tail)
+            for e in run(ws)[1]
+        )
     room_hours = windows * SIZE / 3_600_000
     assert room_hours > 35
     assert alerts <= 0.1 * room_hours
@@ -182,10 +186,68 @@ def test_no_verdict_before_a_baseline_exists() -> None:
 def test_end_of_session_decay_is_no_traffic_cut() -> None:
     minutes = normal(20) + [Minute(volume=0.5 ** (i + 1)) for i in range(6)]
     _, events = run(room(minutes))
-    assert events == []
+    assert [e.kind for e in events] == ["audience_loss"]  # half the audience gone each minute
+
+
+def test_a_gradual_decay_ramp_up_and_return_from_flash_sales_are_no_audience_loss() -> None:
+    ramp = [Minute(volume=0.1 + 0.9 * i / 8) for i in range(8)]
+    sales = [Minute(volume=5.0, order=1.5)] * 4 + normal(6) + [Minute(volume=6.0)] * 3
+    decay = [Minute(volume=0.88 ** (i + 1)) for i in range(25)]  # to 4 % over 25 minutes
+    for seed in range(1, 6):
+        _, events = run(room(ramp + normal(10) + sales + normal(10) + decay, seed=seed))
+        assert [e for e in events if e.kind == "audience_loss"] == []
+
+
+def test_small_rooms_are_quiet_on_audience() -> None:
+    # 20 enters a minute with a 15 % wobble for three hours
+    minutes = [Minute(volume=1 + 0.15 * math.sin(i / 3)) for i in range(180)]
+    for seed in range(1, 4):
+        _, events = run(room(minutes, seed=seed, impressions=200))
+        assert events == []
 
 
 # --- found ----------------------------------------------------------------------------------
+
+
+def test_audience_loss_fires_when_enters_and_impressions_fall_together() -> None:
+    for drop, first in ((0.25, 20), (0.5, 20)):
+        minutes = normal(20) + [Minute(volume=drop)] * 3 + normal(10)
+        state, events = run(room(minutes))
+        firing = [e for e in events if e.state == "firing"]
+        assert [(e.kind, index(e)) for e in firing] == [("audience_loss", first)], drop
+        assert firing[0].observed < (drop + 0.1) * firing[0].expected
+        assert [e.kind for e in events if e.state == "resolved"] == ["audience_loss"]
+        assert state.firing() == []
+
+
+def test_a_ramp_down_to_half_the_audience_is_found() -> None:
+    ramp = [Minute(volume=1 - 0.5 * (i + 1) / 3) for i in range(3)]
+    minutes = normal(20) + ramp + [Minute(volume=0.5)] * 2 + normal(10)
+    _, events = run(room(minutes, impressions=2000))
+    firing = [e for e in events if e.state == "firing"]
+    assert [e.kind for e in firing] == ["audience_loss"]
+    assert 21 <= index(firing[0]) <= 24
+
+
+def test_a_traffic_cut_is_no_audience_loss() -> None:
+    minutes = normal(20) + [Minute(enter=0.15)] * 4 + normal(10)
+    _, events = run(room(minutes))
+    assert "audience_loss" not in {e.kind for e in events}
+
+
+def test_records_written_before_audience_loss_decode_and_carry_on() -> None:
+    windows = room(normal(20) + [Minute(pay=0.03)] * 3)
+    state, _ = run(windows)
+    old = DetectorState(state.last_start, state.kinds[:3], state.products)  # three kinds then
+    back = msgspec.msgpack.decode(msgspec.msgpack.encode(old), type=DetectorState)
+    assert back.firing() == ["payment_trouble"]
+    more = room(normal(20) + [Minute(pay=0.03)] * 3 + normal(6) + [Minute(volume=0.2)] * 3)
+    new, events = on_close(CONFIG, back, "r1", more, SIZE)
+    assert len(new.kinds) == len(KINDS)
+    assert [(e.kind, e.state) for e in events] == [
+        ("payment_trouble", "resolved"),
+        ("audience_loss", "firing"),
+    ]
 
 
 def test_payment_outage_fires_within_two_windows_then_resolves() -> None:

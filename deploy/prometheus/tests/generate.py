@@ -243,6 +243,18 @@ ROOMS: list[tuple[str, str, dict]] = [
         },
     ),
     (
+        "slow-tail",
+        "end of a session that winds down slowly: everything loses 10 % a minute from 35m "
+        "(to 8 % at 60m); the audience level follows, quiet",
+        {"phases": [(35 + i, 36 + i, {"*": 0.9 ** (i + 1)}) for i in range(25)]},
+    ),
+    (
+        "audience",
+        "the audience falls to a quarter at 40m: impressions, enters and everything after them; "
+        "the funnel's ratios are unchanged",
+        {"phases": [(40, 60, {"*": 0.25})]},
+    ),
+    (
         "restart",
         "worker restart that lost its state: no scrape 40m-41m, then every counter starts again "
         "from 0",
@@ -303,11 +315,13 @@ ROOMS: list[tuple[str, str, dict]] = [
         {"phases": [(40, 60, {"enters": 0.15})]},
     ),
 ]
-QUIET_ROOMS = [name for name, _, _ in ROOMS if name not in ("traffic-cut", "payment", "conversion")]
+LOUD_ROOMS = ("traffic-cut", "payment", "conversion", "audience", "tail")
+QUIET_ROOMS = [name for name, _, _ in ROOMS if name not in LOUD_ROOMS]
 QUIET_ROOMS.remove("stockout")
 QUIET_ROOMS.append("moved")
 
 TC, PT, CD = "LivePulseRoomTrafficCut", "LivePulseRoomPaymentTrouble", "LivePulseRoomConversionDrop"
+AL = "LivePulseRoomAudienceLoss"
 ROOM_RUNBOOK = {
     TC: "Impressions continue but viewers do not get in: check the room's stream and entry page "
     "(player errors, region or age gating, a broken live card); compare with the room's "
@@ -316,8 +330,11 @@ ROOM_RUNBOOK = {
     "and error rates for this room's shop, then the checkout of its products.",
     CD: "Shoppers click but do not order: check stock of the room's best sellers, prices and "
     "coupons of the products on sale, and the checkout page; ask the host.",
+    AL: "The audience left or stopped arriving: check the room's placement in feeds and "
+    "recommendations (a traffic boost that ended, a demotion), the stream itself (frozen video, "
+    "audio), and whether the host is ending the session.",
 }
-ROOM_SEVERITY = {TC: "critical", PT: "critical", CD: "warning"}
+ROOM_SEVERITY = {TC: "critical", PT: "critical", CD: "warning", AL: "warning"}
 
 
 def room_alert(name: str, room_id: str, summary: str) -> Alert:
@@ -350,6 +367,14 @@ def conversion(r: str, pct: str = "30%", orders: int = 11, expected: int = 36) -
     )
 
 
+def audience(r: str, now: int, usual: int) -> Alert:
+    return room_alert(
+        AL,
+        r,
+        f"Room {r}: {now} enters/min where it usually has {usual}; impressions fell with them.",
+    )
+
+
 def room_alerts_test() -> str:
     series: list[Series] = []
     for name, note, kw in ROOMS:
@@ -361,10 +386,12 @@ def room_alerts_test() -> str:
         40,
     )
     stockout = conversion("stockout", "60%", 65, 108)
+    lost = audience("audience", 25, 100)
     expect = [
-        ("36m", {TC: [], PT: [], CD: []}),
+        ("36m", {TC: [], PT: [], CD: [], AL: []}),
+        ("40m30s", {AL: []}),
         ("41m30s", {TC: [], PT: [], CD: []}),
-        ("42m30s", {TC: [traffic_cut("traffic-cut")], PT: [], CD: []}),
+        ("42m30s", {TC: [traffic_cut("traffic-cut")], PT: [], CD: [], AL: [lost]}),
         (
             "44m",
             {
@@ -373,6 +400,8 @@ def room_alerts_test() -> str:
                 CD: [conversion("conversion"), stockout],
             },
         ),
+        ("49m", {AL: []}),  # the recent level has taken the lasting loss in
+        ("53m30s", {AL: [audience("tail", 20, 100)]}),
         (
             "55m",
             {
@@ -394,14 +423,17 @@ def room_alerts_test() -> str:
         (
             "60m",
             "max by (room_id, alertname) (max_over_time("
-            'ALERTS{room_id=~"traffic-cut|payment|conversion|stockout"}[60m]))',
+            'ALERTS{room_id=~"traffic-cut|payment|conversion|stockout|audience|tail"}[60m]))',
             [
                 (f'{{alertname="{TC}", room_id="traffic-cut"}}', "1"),
                 (f'{{alertname="{PT}", room_id="payment"}}', "1"),
                 (f'{{alertname="{CD}", room_id="conversion"}}', "1"),
                 (f'{{alertname="{CD}", room_id="stockout"}}', "1"),
+                (f'{{alertname="{AL}", room_id="audience"}}', "1"),
+                (f'{{alertname="{AL}", room_id="tail"}}', "1"),
             ],
-            "each incident room raised its own alert and no other",
+            "each incident room raised its own alert and no other; the tail, halving its "
+            "audience within a minute, is an audience loss",
         ),
     ]
     rooms = group(
