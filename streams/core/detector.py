@@ -35,8 +35,8 @@ enter would fire on every payment outage and on every traffic cut's lost viewers
 A fall of impressions alone (fewer people shown the room) is not a traffic cut here: it is
 what the end of every session looks like.
 
-The statistic: a Poisson CUSUM per kind
----------------------------------------
+The statistic: a CUSUM per kind
+------------------------------
 Why not a per-window test: a room with 200 enters a minute has about 4 paid orders a minute.
 One window with none where 4 were expected has a Poisson probability of 0.02, which over 60
 windows an hour, three kinds and many rooms is far too many false alarms; a threshold strict
@@ -44,22 +44,40 @@ enough to be quiet must wait for a second or third bad window anyway, and needs 
 way to add them up. A CUSUM is that way: among tests with a given false-alarm rate it has the
 smallest worst-case detection delay for a change to a known alternative (Lorden 1971,
 Moustakides 1986). With counts it needs no normal approximation and no ``scipy``: a log per
-window. (The binomial form, successes out of attempts, was tried first: with payment success
-near 0.9 every missing payment weighs ln((1 - p1) / (1 - p0)), about 1.6 nats, and the first
-minute of a flash sale, whose payments have not all come in yet, fired it. The Poisson form
-weighs a shortfall by its size relative to the expected count and is robust to that.)
+window.
 
-For each window: ``x`` successes, ``n`` attempts, the baseline rate ``p0`` and so
-``expected = p0 * n``. Against the alternative "the rate fell to ``rho * p0``" (``rho``, the
-design drop, per kind) the log-likelihood ratio of the window is
+The order flow (``payment_trouble``, ``conversion_drop``: :data:`BINOMIAL_KINDS`) is judged
+as binomial trials: ``x`` successes of ``n`` (lagged) attempts against the alternative "the
+rate fell to ``rho * p0``",
 
-    llr = x * ln(rho) + expected * (1 - rho)
+    llr = x * ln(rho) + (n - x) * ln((1 - rho * p0) / (1 - p0))
 
-and the statistic ``S = max(0, S + llr)`` fires the alert once ``S >= threshold`` (per
-kind). A normal window has a negative ``llr`` and pulls ``S`` back to zero, a busy one (a
-flash sale) pulls harder, so old evidence does not linger; a collapsed step in a big room
-fires on one window, a smaller drop after two or three. The alert's ``score`` is ``S`` in
-nats (``exp(score)`` is the likelihood ratio of the evidence since the run began).
+so each attempt that did not succeed weighs what it says: with 85 % of orders paid, an
+unpaid order is strong evidence, with 20 % paid a weak one. Because a share of a window's
+successes spills into the next window, the count varies more than a binomial of its
+attempts; :func:`binomial_llr` takes ``n / kappa`` trials at ``kappa * p0`` (``kappa`` from
+the lag, about 0.5 for payments; never trusting a window to vary less than half as much as
+Poisson counts, ``MIN_DISPERSION``). The enter rate, a few per cent of impressions, is judged
+as Poisson counts, ``llr = x * ln(rho) + expected * (1 - rho)``, which a binomial of a small
+rate is. For every kind the statistic ``S = max(0, S + llr)`` fires the alert once
+``S >= threshold`` (per kind). A normal window has a negative ``llr`` and pulls ``S`` back to
+zero, a busy one (a flash sale) pulls harder, so old evidence does not linger; a collapsed
+step in a big room fires on one window, a smaller drop after two or three. The alert's
+``score`` is ``S`` in nats (``exp(score)`` is the likelihood ratio of the evidence since the
+run began).
+
+The smallest incident a room shows follows from the threshold ``h``: a step that stops
+outright adds ``(n / kappa) * ln((1 - rho * p) / (1 - p))`` per window (``p = kappa * p0``),
+so it is found once its attempts during the stall reach
+``N = h * kappa / c`` with ``c = ln((1 - rho * p) / (1 - p))``; a fall to a share ``q`` of
+the rate adds ``d = q * p * ln(rho) + (1 - q * p) * c`` per trial and is found after
+``h * kappa / d`` attempts, and never when ``d <= 0`` (``q`` at or above ``c / (c - ln rho)``).
+With the defaults (``h`` 6, ``rho`` 0.25, lag 0.4) a payment outage is found after about 7
+orders created in it where 85 % are paid, 6 where 95 % are, 37 where 20 % are (0 paid of 19
+created there is 3 nats: half the threshold, a second such window fires); a stop of orders
+per click (``rho`` 0.5, lag 0.25, 8 % of clicks ordering) after about 144 clicks, i.e. 12
+orders expected. A room with 8 orders created a minute therefore finds a payment outage on
+its first whole window, once the guards below let it be judged.
 
 Two CUSUMs run per kind: the main one, tuned to a collapse (payments to a quarter, enters to
 40 %, orders per click to half), and a mild one (``mild_ratio`` 0.8, ``mild_threshold``).
@@ -140,6 +158,10 @@ from streams.core.funnel import Counts
 KINDS = ("traffic_cut", "payment_trouble", "conversion_drop", "audience_loss")
 #: The kinds that test a funnel step as a proportion (the volume test is ``audience_loss``).
 RATIO_KINDS = ("traffic_cut", "payment_trouble", "conversion_drop")
+#: Ratio kinds judged as binomial trials (successes of attempts): the order flow, whose
+#: success rates are far from 0 (payments: most orders are paid). The enter rate, a few per
+#: cent of impressions, is judged as Poisson counts, which it then is.
+BINOMIAL_KINDS = ("payment_trouble", "conversion_drop")
 #: Per ratio kind: (successes, attempts) count fields.
 STEPS = {
     "traffic_cut": ("enters", "impressions"),
@@ -394,6 +416,49 @@ def llr(x: int, expected: float, rho: float) -> float:
     return x * math.log(rho) + expected * (1 - rho)
 
 
+#: Baseline rates are capped here in the binomial test (a rate of 1 would make one missing
+#: success infinite evidence; lagged attempts can make a pooled rate reach it).
+MAX_RATE = 0.99
+
+
+#: A window's successes are taken to vary at least this much relative to a Poisson count of
+#: the same mean (a binomial's is ``1 - p``): payment success differs between buyers, payment
+#: methods and retries, so a rate near 1 is never trusted to the last order.
+MIN_DISPERSION = 0.5
+
+
+def binomial_llr(x: int, n: float, p0: float, rho: float, kappa: float = 1.0) -> float:
+    """Binomial log-likelihood ratio of success rate ``rho * p0`` against ``p0`` for ``x``
+    successes of ``n`` attempts: ``x ln(rho) + (n - x) ln((1 - rho p0) / (1 - p0))``.
+
+    Each failure is evidence in proportion to how rarely the baseline fails: with 85 % of
+    orders paid, one unpaid order against a fall to a quarter weighs 1.66 nats, with 20 %
+    paid 0.05. ``kappa`` (:func:`_kappa`, at most 1) is how surely an attempt's success lands
+    in this window: when successes spill into the next window, a window's count varies more
+    than a binomial of its attempts, and the test takes ``n / kappa`` trials at rate
+    ``kappa * p0`` (the same mean, the variance of the spill). ``n`` may be fractional and
+    ``x`` may exceed it (successes of the window before): the expression stays linear in both,
+    and such a window is evidence for the baseline.
+    """
+    kappa = min(kappa, (1 - MIN_DISPERSION) / p0) if p0 > 0 else kappa
+    p = min(p0 * kappa, MAX_RATE)
+    return x * math.log(rho) + (n / kappa - x) * math.log((1 - rho * p) / (1 - p))
+
+
+def _kappa(windows: Sequence[ClosedWindow], j: int, field: str, lag: float, size_ms: int) -> float:
+    """``sum q^2 / sum q`` over the attempts whose successes may land in window ``j``: those
+    of window ``j`` land there with ``q = 1 - lag``, those of the window before with ``lag``
+    (1 without a lag)."""
+    if not lag:
+        return 1.0
+    n = getattr(windows[j].counts, field)
+    before = (_attempts(windows, j, field, lag, size_ms) - (1 - lag) * n) / lag
+    total = (1 - lag) * n + lag * before
+    if total <= 0:
+        return 1.0
+    return ((1 - lag) ** 2 * n + lag**2 * before) / total
+
+
 def on_close(
     config: DetectorConfig,
     state: DetectorState,
@@ -558,9 +623,14 @@ def _judge(
     expected = p0 * n
     if expected < config.min_expected:
         return None
-    score = llr(x, expected, config.ratio(kind))
     mild_on = config.mild_ratio > 0
-    mild_score = llr(x, expected, config.mild_ratio) if mild_on else 0.0
+    if kind in BINOMIAL_KINDS:
+        kappa = _kappa(windows, len(windows) - 1, den_field, config.lag(kind), size_ms)
+        score = binomial_llr(x, n, p0, config.ratio(kind), kappa)
+        mild_score = binomial_llr(x, n, p0, config.mild_ratio, kappa) if mild_on else 0.0
+    else:
+        score = llr(x, expected, config.ratio(kind))
+        mild_score = llr(x, expected, config.mild_ratio) if mild_on else 0.0
     end = w.start + size_ms
     if ks.firing:
         ks.cusum = max(0.0, ks.cusum + score)
@@ -727,29 +797,44 @@ def _audience_level(
 ) -> tuple[float, float] | None:
     """``(enters, impressions)`` the room usually has, from the windows before the last one.
 
-    Each is the lower of the median of the last ``audience_windows`` and of the last
-    ``audience_recent_windows`` of them (the windows of the kind's last alert episode left
-    out). None when fewer than ``min_baseline_windows`` remain or the enters level is below
+    Each is the lower of the median of the last ``audience_windows`` (leaving out those with
+    more than ``spike_ratio`` times the enters of the quietest one before the recent ones) and
+    of the last ``audience_recent_windows`` (the kind's last alert episode left out of both),
+    lowered by ``baseline_z`` of its standard error. None before the room has
+    ``audience_windows`` windows (a flash sale of up to half of them leaves the median where
+    it was), when fewer than ``min_baseline_windows`` remain or when the enters level is below
     ``audience_min_enters``.
     """
+    if len(windows) - 1 < config.audience_windows:
+        return None  # a young room: a flash sale could be half of its history
     lo, hi = ks.excl_from, ks.excl_to
     base = [
         w
-        for w in windows[max(0, len(windows) - 1 - config.audience_windows) : -1]
+        for w in windows[len(windows) - 1 - config.audience_windows : -1]
         if not (lo >= 0 and w.start >= lo and (hi < 0 or w.start <= hi))
     ]
     if len(base) < max(config.min_baseline_windows, config.audience_recent_windows):
         return None
     recent = base[-config.audience_recent_windows :]
-    enters = min(
-        _median([w.counts.enters for w in base]), _median([w.counts.enters for w in recent])
-    )
+    # flash sales can fill most of ten minutes: the windows far above the quietest one before
+    # the recent ones (``spike_ratio`` times its enters) are left out of the long median; not
+    # the recent ones themselves, which may be the start of the loss under test
+    older = base[: -config.audience_recent_windows] or base
+    lowest = min(w.counts.enters for w in older)
+    steady = [w for w in base if w.counts.enters <= config.spike_ratio * lowest]
+    levels = []
+    for field in ("enters", "impressions"):
+        long = _median([getattr(w.counts, field) for w in steady])
+        short = _median([getattr(w.counts, field) for w in recent])
+        level, behind = (long, len(steady)) if long <= short else (short, len(recent))
+        # the level is an estimate: lower it by ``baseline_z`` of its relative standard error
+        # (about 1 / sqrt(level * windows) for a median of Poisson counts)
+        if level > 0:
+            level *= max(0.0, 1.0 - config.baseline_z / math.sqrt(level * behind))
+        levels.append(level)
+    enters, impressions = levels
     if enters < config.audience_min_enters or enters <= 0:
         return None
-    impressions = min(
-        _median([w.counts.impressions for w in base]),
-        _median([w.counts.impressions for w in recent]),
-    )
     return enters, impressions
 
 

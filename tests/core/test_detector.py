@@ -17,6 +17,7 @@ from streams.core.detector import (
     AlertEvent,
     DetectorConfig,
     DetectorState,
+    binomial_llr,
     decode_alert,
     llr,
     on_close,
@@ -49,6 +50,10 @@ def poisson(rng: random.Random, lam: float) -> int:
         k += 1
 
 
+def binomial(rng: random.Random, n: int, p: float) -> int:
+    return sum(rng.random() < p for _ in range(n))
+
+
 @dataclass
 class Minute:
     """What one minute of a synthetic room looks like (multipliers of its normal rates)."""
@@ -63,11 +68,15 @@ def room(minutes: list[Minute], *, seed: int = 1, impressions: float = 4000.0) -
     """Windows of a room: 10 % enter, 0.4 clicks per enter, 8 % order, 85 % pay.
 
     Steps lag as in the simulator: a quarter of a window's orders come from the clicks of the
-    window before, and 40 % of its payments from the orders of the window before.
+    window before, and 40 % of its payments from the orders of the window before. Orders are
+    counts (Poisson); payments are trials of the orders created (each paid or not), and each
+    payment lands in its order's window or, with probability 0.4, the next.
     """
     rng = random.Random(seed)
+    pay = random.Random(f"pay-{seed}")  # payments draw from their own stream
     out: list[W] = []
-    ordering_before = paying_before = None
+    ordering_before = None
+    spilled = None
     for i, m in enumerate(minutes):
         imp = poisson(rng, impressions * m.volume)
         enters = poisson(rng, imp * 0.10 * m.enter)
@@ -75,10 +84,15 @@ def room(minutes: list[Minute], *, seed: int = 1, impressions: float = 4000.0) -
         ordering = clicks * 0.08 * m.order  # orders these clicks lead to
         before = ordering if ordering_before is None else ordering_before
         created = poisson(rng, 0.75 * ordering + 0.25 * before)
-        paying = created * 0.85 * m.pay
-        before = paying if paying_before is None else paying_before
-        paid = poisson(rng, 0.6 * paying + 0.4 * before)
-        ordering_before, paying_before = ordering, paying
+        # the draw payments once took from ``rng``, kept so that the other steps' numbers
+        # stay what the tests were written on
+        poisson(rng, created * 0.85 * m.pay)
+        paying = binomial(pay, created, 0.85 * m.pay)
+        now = binomial(pay, paying, 0.6)
+        if spilled is None:  # as if the window before had been this one
+            spilled = binomial(pay, binomial(pay, created, 0.85 * m.pay), 0.4)
+        paid = now + spilled
+        ordering_before, spilled = ordering, paying - now
         counts = Counts(
             impressions=imp,
             enters=enters,
@@ -408,6 +422,36 @@ def test_log_likelihood_ratio() -> None:
     assert llr(0, 4.0, 0.25) == pytest.approx(3.0)
     assert llr(4, 4.0, 0.25) < 0  # as expected: evidence against a drop
     assert llr(1, 4.0, 0.25) > 0
+
+
+def test_binomial_evidence_weighs_each_missing_success_by_how_rare_a_failure_is() -> None:
+    # 0 paid of 19 created: where 85 % pay, overwhelming; where 1 in 5 pays, ln(1/0.8^19)
+    # at most (against a fall to nothing), and 19 * ln(0.95 / 0.8) against a fall to a quarter
+    assert binomial_llr(0, 19, 0.2, 0.25) == pytest.approx(19 * math.log(0.95 / 0.8))
+    assert binomial_llr(0, 19, 0.85, 0.25) > 5 * binomial_llr(0, 19, 0.2, 0.25)
+    assert binomial_llr(16, 19, 0.85, 0.25) < 0  # paid as usual
+    # a window whose successes spill into the next varies more: less evidence per trial
+    assert 0 < binomial_llr(0, 19, 0.85, 0.25, 0.5) < binomial_llr(0, 19, 0.85, 0.25)
+    # at the payment defaults the docstring's smallest outage (7 orders where 85 % pay) is
+    # what crosses the threshold
+    kappa = 0.6**2 + 0.4**2
+    h = CONFIG.payment_trouble_threshold
+    assert binomial_llr(0, 6, 0.85, 0.25, kappa) < h <= binomial_llr(0, 7, 0.85, 0.25, kappa)
+
+
+def test_payment_outages_with_8_paid_a_minute_are_found_by_their_evidence() -> None:
+    # 3 000 impressions a minute: about 9.6 orders created and 8.2 paid a minute. The first
+    # window of an outage still gets the payments spilled from the window before, so two
+    # windows hold 5 to 15 nats: most are found, some not; three windows are all found.
+    for windows, least in ((2, 6), (3, 10)):
+        minutes = normal(20) + [Minute(pay=0.0)] * windows + normal(10)
+        found = 0
+        for seed in range(1, 11):
+            _, events = run(room(minutes, seed=seed, impressions=3000))
+            found += any(
+                e.kind == "payment_trouble" and 20 <= index(e) <= 20 + windows for e in events
+            )
+        assert found >= least, windows
 
 
 @pytest.mark.parametrize(
