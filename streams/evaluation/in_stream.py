@@ -409,26 +409,66 @@ def report(outcomes: Iterable[SessionOutcome], config: EvalConfig) -> dict:
                 tp[det[1]] += 1
             else:
                 false.append(_false(o, *det))
-        for inc, evidence in zip(o.incidents, o.evidence, strict=True):
-            hits = sorted(d[2] for d in o.detections if _matches(inc, d, size, grace, slack))
-            enters = o.room_enters.get(inc["room_id"], 0.0)
-            row = {
-                "seed": o.seed,
-                **inc,
-                "alert_kind": INCIDENT_KIND[inc["kind"]],
-                "enters_per_minute": round(enters, 1),
-                "eligible": enters >= config.eligible_enters_per_minute,
-                "evidence": None if evidence is None else round(evidence, 2),
-                "detected": bool(hits),
-                "fired_at_ms": hits[0] if hits else None,
-            }
-            if hits:
-                at = hits[0]
-                first_end = inc["start_ms"] - inc["start_ms"] % size + size
-                row["delay_s"] = (at - inc["start_ms"]) / 1000
-                row["delay_windows"] = (at - grace - first_end) // size + 1
-            per_incident.append(row)
+        per_incident += _incident_rows(o, config)
+    return {
+        "incident_kinds": _incident_kinds(per_incident, config),
+        "delays": _delays([r for r in per_incident if r["eligible"] and r["detected"]]),
+        "alert_kinds": _alert_kinds(tp, fired, quiet_alerts, quiet_hours),
+        "false_alerts": {
+            "alerts": sum(quiet_alerts.values()),
+            "room_hours": quiet_hours,
+            "per_room_hour": sum(quiet_alerts.values()) / quiet_hours if quiet_hours else None,
+            "alerts_eligible_rooms": sum(quiet_alerts_eligible.values()),
+            "room_hours_eligible_rooms": quiet_hours_eligible,
+            "per_room_hour_eligible_rooms": (
+                sum(quiet_alerts_eligible.values()) / quiet_hours_eligible
+                if quiet_hours_eligible
+                else None
+            ),
+            # every false alert (incident sessions too, outside their incidents) per room-hour
+            # of every session: a second, larger sample of the same rate
+            "all_sessions_alerts": len(false),
+            "all_sessions_room_hours": sum(o.room_hours for o in outcomes),
+            "all_sessions_per_room_hour": (
+                len(false) / sum(o.room_hours for o in outcomes) if outcomes else None
+            ),
+            # audience_loss alerts in the session-end tails, not counted above
+            "session_end_alerts": sum(o.session_end for o in outcomes),
+        },
+        "incidents": per_incident,
+        "false_alerts_list": false,
+    }
 
+
+def _incident_rows(o: SessionOutcome, config: EvalConfig) -> list[dict]:
+    """One row per incident of an incident session: found or not, when, with what delay."""
+    size, grace = config.window_ms, config.grace_ms
+    slack = config.slack_windows * size
+    rows = []
+    for inc, evidence in zip(o.incidents, o.evidence, strict=True):
+        hits = sorted(d[2] for d in o.detections if _matches(inc, d, size, grace, slack))
+        enters = o.room_enters.get(inc["room_id"], 0.0)
+        row = {
+            "seed": o.seed,
+            **inc,
+            "alert_kind": INCIDENT_KIND[inc["kind"]],
+            "enters_per_minute": round(enters, 1),
+            "eligible": enters >= config.eligible_enters_per_minute,
+            "evidence": None if evidence is None else round(evidence, 2),
+            "detected": bool(hits),
+            "fired_at_ms": hits[0] if hits else None,
+        }
+        if hits:
+            at = hits[0]
+            first_end = inc["start_ms"] - inc["start_ms"] % size + size
+            row["delay_s"] = (at - inc["start_ms"]) / 1000
+            row["delay_windows"] = (at - grace - first_end) // size + 1
+        rows.append(row)
+    return rows
+
+
+def _incident_kinds(per_incident: list[dict], config: EvalConfig) -> dict[str, dict]:
+    """Recall (eligible rooms, all rooms, with enough evidence) and delays per incident kind."""
     kinds: dict[str, dict] = {}
     for kind in INCIDENT_KINDS:
         rows = [r for r in per_incident if r["kind"] == kind]
@@ -450,42 +490,20 @@ def report(outcomes: Iterable[SessionOutcome], config: EvalConfig) -> dict:
             "recall_with_evidence": _share(reachable),
             **_delays([r for r in eligible if r["detected"]]),
         }
-    overall = _delays([r for r in per_incident if r["eligible"] and r["detected"]])
-    alert_kinds: dict[str, dict] = {}
-    for kind in KINDS:
-        alert_kinds[kind] = {
+    return kinds
+
+
+def _alert_kinds(tp: dict, fired: dict, quiet_alerts: dict, quiet_hours: float) -> dict:
+    """Per alert kind: detections, true positives, precision, false alerts per room-hour."""
+    return {
+        kind: {
             "detections": fired[kind],
             "true_positives": tp[kind],
             "precision": tp[kind] / fired[kind] if fired[kind] else None,
             "false_alerts_quiet": quiet_alerts[kind],
             "false_per_room_hour": quiet_alerts[kind] / quiet_hours if quiet_hours else None,
         }
-    total_quiet = sum(quiet_alerts.values())
-    all_hours = sum(o.room_hours for o in outcomes)
-    total_eligible = sum(quiet_alerts_eligible.values())
-    return {
-        "incident_kinds": kinds,
-        "delays": overall,
-        "alert_kinds": alert_kinds,
-        "false_alerts": {
-            "alerts": total_quiet,
-            "room_hours": quiet_hours,
-            "per_room_hour": total_quiet / quiet_hours if quiet_hours else None,
-            "alerts_eligible_rooms": total_eligible,
-            "room_hours_eligible_rooms": quiet_hours_eligible,
-            "per_room_hour_eligible_rooms": (
-                total_eligible / quiet_hours_eligible if quiet_hours_eligible else None
-            ),
-            # every false alert (incident sessions too, outside their incidents) per room-hour
-            # of every session: a second, larger sample of the same rate
-            "all_sessions_alerts": len(false),
-            "all_sessions_room_hours": all_hours,
-            "all_sessions_per_room_hour": len(false) / all_hours if all_hours else None,
-            # audience_loss alerts in the session-end tails, not counted above
-            "session_end_alerts": sum(o.session_end for o in outcomes),
-        },
-        "incidents": per_incident,
-        "false_alerts_list": false,
+        for kind in KINDS
     }
 
 
@@ -612,9 +630,6 @@ def _config_dict(config: EvalConfig) -> dict:
     return out
 
 
-# --- presenting it --------------------------------------------------------------------------
-
-
 def parse_seeds(text: str) -> tuple[int, ...]:
     """``"1-12"``, ``"3"`` or ``"1,2,7"`` (ranges inside lists too); ValueError when not."""
     seeds: list[int] = []
@@ -629,115 +644,3 @@ def parse_seeds(text: str) -> tuple[int, ...]:
             raise ValueError(f"expected seeds like 1-12 or 1,2,7, not {text!r}")
         seeds.extend(range(first, last + 1))
     return tuple(dict.fromkeys(seeds))
-
-
-def _num(value: float | None, digits: int = 2) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, int) or float(value).is_integer():
-        return str(int(value))
-    return f"{value:.{digits}f}"
-
-
-def rows(result: dict, source: str) -> list[list[str]]:
-    """The report of one source as table rows (header first), for the terminal and docs."""
-    rep = result[source]
-    out = [
-        [
-            "incident",
-            "alert",
-            "n (≥200/min)",
-            "recall",
-            "recall all",
-            "evidence≥thr (recall)",
-            "delay win med/p90",
-            "delay s med/p90",
-            "precision",
-            "false/room-h",
-        ]
-    ]
-    for kind, k in rep["incident_kinds"].items():
-        a = rep["alert_kinds"][k["alert_kind"]]
-        out.append(
-            [
-                kind,
-                k["alert_kind"],
-                f"{k['incidents']} ({k['eligible']})",
-                _num(k["recall"]),
-                _num(k["recall_all"]),
-                f"{k['with_evidence']} ({_num(k['recall_with_evidence'])})",
-                f"{_num(k['delay_windows_median'], 1)} / {_num(k['delay_windows_p90'])}",
-                f"{_num(k['delay_s_median'], 0)} / {_num(k['delay_s_p90'], 0)}",
-                _num(a["precision"]),
-                _num(a["false_per_room_hour"], 3),
-            ]
-        )
-    fa = rep["false_alerts"]
-    out.append(
-        [
-            "none (incident-free)",
-            "all kinds",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            f"{_num(fa['per_room_hour'], 3)} ({fa['alerts']} in {fa['room_hours']:.0f} room-h; "
-            f"all sessions {fa['all_sessions_alerts']} in {fa['all_sessions_room_hours']:.0f}; "
-            f"{fa.get('session_end_alerts', 0)} audience_loss in session-end tails)",
-        ]
-    )
-    return out
-
-
-def _seed_list(seeds: list[int]) -> str:
-    if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 1:
-        return f"{seeds[0]}–{seeds[-1]}"
-    return ",".join(map(str, seeds))
-
-
-def markdown(result: dict) -> str:
-    """The report as Markdown tables, one per alert source."""
-    cfg = result["config"]
-    seeds = cfg["seeds"]
-    lines = [
-        f"Seeds {_seed_list(seeds)} ({len(seeds)} incident sessions + {len(seeds)} "
-        f"incident-free), {cfg['rooms']} rooms, {_num(cfg['minutes'])} min, "
-        f"{_num(cfg['rate'])} events/s; {result['records']:,} records.",
-    ]
-    for source in ("detector", "rules"):
-        if source not in result:
-            continue
-        table = rows(result, source)
-        lines += ["", f"**{source}**", ""]
-        lines.append("| " + " | ".join(table[0]) + " |")
-        lines.append("|" + "---|" * len(table[0]))
-        lines += ["| " + " | ".join(r) + " |" for r in table[1:]]
-    return "\n".join(lines)
-
-
-def render(result: dict, source: str):  # -> rich.table.Table
-    """One source's report for the terminal: a column per incident kind (fits 80 columns)."""
-    from rich.table import Table
-
-    table = rows(result, source)
-    header, body = table[0], table[1:]
-    t = Table(title=f"{source}: incidents found, delays and false alerts")
-    short = {
-        "payment_outage": "payment",
-        "stockout": "stock-out",
-        "traffic_cut": "traffic",
-        "conversion_decay": "decay",
-        "none (incident-free)": "no incident",
-        "payment_trouble": "payment",
-        "conversion_drop": "conversion",
-        "all kinds": "all",
-    }
-    t.add_column("")
-    for row in body:
-        t.add_column(short.get(row[0], row[0]), justify="right")
-    for i, name in enumerate(header[1:], start=1):
-        t.add_row(name, *(short.get(row[i], row[i]) for row in body))
-    return t
