@@ -19,9 +19,12 @@ payment_trouble    orders_paid                 orders_created    orders are plac
 conversion_drop    orders_created              product_clicks    cards are clicked, orders
                                                                  are not placed (best seller
                                                                  sold out, conversion decay)
+click_drop         product_clicks              product           product cards are shown, not
+                                                 impressions       clicked (cards broken, an
+                                                                   unattractive line-up)
 =================  ==========================  ================  ===========================
 
-A fourth kind, ``audience_loss``, is a volume test: the window's enters and impressions
+A fifth kind, ``audience_loss``, is a volume test: the window's enters and impressions
 against the room's own level (:func:`_judge_audience`): viewers who stop coming leave every
 ratio as it was.
 
@@ -155,18 +158,19 @@ from streams.core.funnel import Counts
 
 #: Alert kinds, in the order of ``DetectorState.kinds`` (a new kind is appended: records
 #: written before it decode with fewer kinds, the missing ones fresh).
-KINDS = ("traffic_cut", "payment_trouble", "conversion_drop", "audience_loss")
+KINDS = ("traffic_cut", "payment_trouble", "conversion_drop", "audience_loss", "click_drop")
 #: The kinds that test a funnel step as a proportion (the volume test is ``audience_loss``).
-RATIO_KINDS = ("traffic_cut", "payment_trouble", "conversion_drop")
+RATIO_KINDS = ("traffic_cut", "payment_trouble", "conversion_drop", "click_drop")
 #: Ratio kinds judged as binomial trials (successes of attempts): the order flow, whose
 #: success rates are far from 0 (payments: most orders are paid). The enter rate, a few per
 #: cent of impressions, is judged as Poisson counts, which it then is.
-BINOMIAL_KINDS = ("payment_trouble", "conversion_drop")
+BINOMIAL_KINDS = ("payment_trouble", "conversion_drop", "click_drop")
 #: Per ratio kind: (successes, attempts) count fields.
 STEPS = {
     "traffic_cut": ("enters", "impressions"),
     "payment_trouble": ("orders_paid", "orders_created"),
     "conversion_drop": ("orders_created", "product_clicks"),
+    "click_drop": ("product_clicks", "product_impressions"),
 }
 #: The simulator's incident kinds and the alert kind each should raise.
 INCIDENT_KIND = {
@@ -201,6 +205,7 @@ class DetectorConfig:
     traffic_cut_ratio: float = 0.4
     payment_trouble_ratio: float = 0.25
     conversion_drop_ratio: float = 0.5
+    click_drop_ratio: float = 0.5
     #: A second CUSUM per kind, tuned to a mild drop (0 turns it off): the design drops above
     #: gather nothing from a sustained fall of a fifth or a quarter, which a big room shows
     #: plainly (a stock-out of its best seller).
@@ -213,10 +218,12 @@ class DetectorConfig:
     traffic_cut_lag: float = 0.0
     payment_trouble_lag: float = 0.4
     conversion_drop_lag: float = 0.25
+    click_drop_lag: float = 0.05
     #: CUSUM thresholds (nats of evidence) at which each kind fires.
     traffic_cut_threshold: float = 8.0
     payment_trouble_threshold: float = 6.0
     conversion_drop_threshold: float = 6.0
+    click_drop_threshold: float = 6.0
     #: Audience loss: enters *and* impressions of a window against the room's own level, a
     #: Poisson CUSUM against a fall to ``audience_loss_ratio`` of it, firing at
     #: ``audience_loss_threshold`` nats. The level is the lower of two medians of the windows
@@ -488,7 +495,8 @@ def on_close(
             products = [msgspec.structs.replace(ps) for ps in state.products]
             state = DetectorState(state.last_start, kinds, products)
             copied = True
-        for kind, ks in zip(RATIO_KINDS, state.kinds, strict=False):
+        for kind in RATIO_KINDS:
+            ks = state.kinds[KINDS.index(kind)]
             event = _judge(config, kind, ks, room_id, recent, size_ms)
             if event is not None:
                 events.append(event)
@@ -797,13 +805,12 @@ def _audience_level(
 ) -> tuple[float, float] | None:
     """``(enters, impressions)`` the room usually has, from the windows before the last one.
 
-    Each is the lower of the median of the last ``audience_windows`` (leaving out those with
-    more than ``spike_ratio`` times the enters of the quietest one before the recent ones) and
+    Each is the lower of the median of the last ``audience_windows`` (leaving out flash sales:
+    more than ``spike_ratio`` times the median enters of those before the recent ones) and
     of the last ``audience_recent_windows`` (the kind's last alert episode left out of both),
     lowered by ``baseline_z`` of its standard error. None before the room has
-    ``audience_windows`` windows (a flash sale of up to half of them leaves the median where
-    it was), when fewer than ``min_baseline_windows`` remain or when the enters level is below
-    ``audience_min_enters``.
+    ``audience_windows`` windows, when fewer than ``min_baseline_windows`` remain or when the
+    enters level is below ``audience_min_enters``.
     """
     if len(windows) - 1 < config.audience_windows:
         return None  # a young room: a flash sale could be half of its history
@@ -816,12 +823,12 @@ def _audience_level(
     if len(base) < max(config.min_baseline_windows, config.audience_recent_windows):
         return None
     recent = base[-config.audience_recent_windows :]
-    # flash sales can fill most of ten minutes: the windows far above the quietest one before
-    # the recent ones (``spike_ratio`` times its enters) are left out of the long median; not
-    # the recent ones themselves, which may be the start of the loss under test
+    # flash sales: the windows far above the median of those before the recent ones
+    # (``spike_ratio`` times its enters) are left out of the long median; the recent ones do
+    # not set the bar, as they may be the start of the loss under test
     older = base[: -config.audience_recent_windows] or base
-    lowest = min(w.counts.enters for w in older)
-    steady = [w for w in base if w.counts.enters <= config.spike_ratio * lowest]
+    bar = config.spike_ratio * _median([w.counts.enters for w in older])
+    steady = [w for w in base if w.counts.enters <= bar]
     levels = []
     for field in ("enters", "impressions"):
         long = _median([getattr(w.counts, field) for w in steady])

@@ -67,6 +67,7 @@ KINDS = {
     "LivePulseRoomPaymentTrouble": "payment_trouble",
     "LivePulseRoomTrafficCut": "traffic_cut",
     "LivePulseRoomAudienceLoss": "audience_loss",
+    "LivePulseRoomClickThroughDrop": "click_drop",
 }
 
 #: deploy/prometheus/rules of the source checkout (rule files are not installed with the package).

@@ -144,7 +144,9 @@ def sweep_markdown(result: dict, source: str) -> str:
             "| drop | windows | " + " | ".join(str(s) for s in sizes) + " |",
             "|---|---|" + "---|" * len(sizes),
         ]
-        cells = {(c["drop"], c["duration"], c["size"]): c for c in rep["curves"]}
+        cells = {
+            (c["drop"], c["duration"], c["size"]): c for c in rep["curves"] if c["stage"] == stage
+        }
         for drop, duration in sorted(
             {(c["drop"], c["duration"]) for c in rep["curves"] if c["stage"] == stage}
         ):

@@ -62,6 +62,7 @@ class Minute:
     enter: float = 1.0  # enters per impression
     order: float = 1.0  # orders created per click
     pay: float = 1.0  # payments per order
+    click: float = 1.0  # clicks per product card shown
 
 
 def room(minutes: list[Minute], *, seed: int = 1, impressions: float = 4000.0) -> list[W]:
@@ -80,7 +81,8 @@ def room(minutes: list[Minute], *, seed: int = 1, impressions: float = 4000.0) -
     for i, m in enumerate(minutes):
         imp = poisson(rng, impressions * m.volume)
         enters = poisson(rng, imp * 0.10 * m.enter)
-        clicks = poisson(rng, enters * 0.4)
+        clicks = poisson(rng, enters * 0.4 * m.click)
+        cards = clicks * 8 if m.click == 1 else round(enters * 0.4 * 8)
         ordering = clicks * 0.08 * m.order  # orders these clicks lead to
         before = ordering if ordering_before is None else ordering_before
         created = poisson(rng, 0.75 * ordering + 0.25 * before)
@@ -97,7 +99,7 @@ def room(minutes: list[Minute], *, seed: int = 1, impressions: float = 4000.0) -
             impressions=imp,
             enters=enters,
             leaves=enters,
-            product_impressions=clicks * 8,
+            product_impressions=cards,
             product_clicks=clicks,
             orders_created=created,
             orders_paid=paid,
@@ -296,6 +298,14 @@ def test_conversion_drop_found_and_kept_apart_from_payments() -> None:
     firing = [e for e in events if e.state == "firing"]
     assert [e.kind for e in firing] == ["conversion_drop"]
     assert 20 <= index(firing[0]) <= 22
+
+
+def test_a_click_through_drop_fires_click_drop_alone() -> None:
+    minutes = normal(20) + [Minute(click=0.4)] * 3 + normal(10)
+    _, events = run(room(minutes))
+    firing = [e for e in events if e.state == "firing"]
+    assert [e.kind for e in firing] == ["click_drop"]
+    assert 20 <= index(firing[0]) <= 21
 
 
 def test_an_outage_does_not_become_the_baseline() -> None:

@@ -130,6 +130,7 @@ def labels(instance: str, **extra: str) -> str:
 BASE = {
     "impressions": 1000,
     "enters": 100,
+    "product_impressions": 600,
     "product_clicks": 120,
     "orders_created": 12,
     "orders_paid": 9.6,
@@ -208,12 +209,21 @@ ROOMS: list[tuple[str, str, dict]] = [
     ("steady", "no incident: nothing may fire", {}),
     (
         "traffic-cut",
-        "enters fall to 15 % at 40m while impressions go on; clicks and orders follow a "
-        "minute later",
+        "enters fall to 15 % at 40m while impressions go on; product cards, clicks and orders "
+        "follow a minute later",
         {
             "phases": [
                 (40, 60, {"enters": 0.15}),
-                (41, 60, {"product_clicks": 0.15, "orders_created": 0.15, "orders_paid": 0.15}),
+                (
+                    41,
+                    60,
+                    {
+                        "product_impressions": 0.15,
+                        "product_clicks": 0.15,
+                        "orders_created": 0.15,
+                        "orders_paid": 0.15,
+                    },
+                ),
             ]
         },
     ),
@@ -247,6 +257,11 @@ ROOMS: list[tuple[str, str, dict]] = [
         "end of a session that winds down slowly: everything loses 10 % a minute from 35m "
         "(to 8 % at 60m); the audience level follows, quiet",
         {"phases": [(35 + i, 36 + i, {"*": 0.9 ** (i + 1)}) for i in range(25)]},
+    ),
+    (
+        "click-through",
+        "product cards shown go on, but 70 % fewer are clicked from 40m (and so fewer orders)",
+        {"phases": [(40, 60, {"product_clicks": 0.3, "orders_created": 0.3, "orders_paid": 0.3})]},
     ),
     (
         "audience",
@@ -315,13 +330,14 @@ ROOMS: list[tuple[str, str, dict]] = [
         {"phases": [(40, 60, {"enters": 0.15})]},
     ),
 ]
-LOUD_ROOMS = ("traffic-cut", "payment", "conversion", "audience", "tail")
+LOUD_ROOMS = ("traffic-cut", "payment", "conversion", "audience", "tail", "click-through")
 QUIET_ROOMS = [name for name, _, _ in ROOMS if name not in LOUD_ROOMS]
 QUIET_ROOMS.remove("stockout")
 QUIET_ROOMS.append("moved")
 
 TC, PT, CD = "LivePulseRoomTrafficCut", "LivePulseRoomPaymentTrouble", "LivePulseRoomConversionDrop"
 AL = "LivePulseRoomAudienceLoss"
+CT = "LivePulseRoomClickThroughDrop"
 ROOM_RUNBOOK = {
     TC: "Impressions continue but viewers do not get in: check the room's stream and entry page "
     "(player errors, region or age gating, a broken live card); compare with the room's "
@@ -330,11 +346,13 @@ ROOM_RUNBOOK = {
     "and error rates for this room's shop, then the checkout of its products.",
     CD: "Shoppers click but do not order: check stock of the room's best sellers, prices and "
     "coupons of the products on sale, and the checkout page; ask the host.",
+    CT: "Cards are shown but not clicked: check that the room's product cards render and open "
+    "(images, prices, the card's link), and what the host is presenting.",
     AL: "The audience left or stopped arriving: check the room's placement in feeds and "
     "recommendations (a traffic boost that ended, a demotion), the stream itself (frozen video, "
     "audio), and whether the host is ending the session.",
 }
-ROOM_SEVERITY = {TC: "critical", PT: "critical", CD: "warning", AL: "warning"}
+ROOM_SEVERITY = {TC: "critical", PT: "critical", CD: "warning", AL: "warning", CT: "warning"}
 
 
 def room_alert(name: str, room_id: str, summary: str) -> Alert:
@@ -387,9 +405,15 @@ def room_alerts_test() -> str:
     )
     stockout = conversion("stockout", "60%", 65, 108)
     lost = audience("audience", 25, 100)
+    clicks = room_alert(
+        CT,
+        "click-through",
+        "Room click-through: product clicks per card shown at 30% of its baseline.",
+    )
     expect = [
         ("36m", {TC: [], PT: [], CD: [], AL: []}),
-        ("40m30s", {AL: []}),
+        ("40m30s", {AL: [], CT: []}),
+        ("42m30s", {CT: [clicks]}),
         ("41m30s", {TC: [], PT: [], CD: []}),
         ("42m30s", {TC: [traffic_cut("traffic-cut")], PT: [], CD: [], AL: [lost]}),
         (
@@ -423,7 +447,8 @@ def room_alerts_test() -> str:
         (
             "60m",
             "max by (room_id, alertname) (max_over_time("
-            'ALERTS{room_id=~"traffic-cut|payment|conversion|stockout|audience|tail"}[60m]))',
+            'ALERTS{room_id=~"traffic-cut|payment|conversion|stockout|audience|tail|click-through"}'
+            "[60m]))",
             [
                 (f'{{alertname="{TC}", room_id="traffic-cut"}}', "1"),
                 (f'{{alertname="{PT}", room_id="payment"}}', "1"),
@@ -431,6 +456,7 @@ def room_alerts_test() -> str:
                 (f'{{alertname="{CD}", room_id="stockout"}}', "1"),
                 (f'{{alertname="{AL}", room_id="audience"}}', "1"),
                 (f'{{alertname="{AL}", room_id="tail"}}', "1"),
+                (f'{{alertname="{CT}", room_id="click-through"}}', "1"),
             ],
             "each incident room raised its own alert and no other; the tail, halving its "
             "audience within a minute, is an audience loss",
