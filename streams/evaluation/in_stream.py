@@ -569,12 +569,8 @@ def outcome(
     seed: int, quiet: bool, session: SessionWindows, detections: list[Detection]
 ) -> SessionOutcome:
     sim = session.sim
-    plans = plan_session(sim)
-    flash = {p.room_id: [(s0, s1) for s0, s1, _ in p.flash_sales] for p in plans}
-    end = sim.bounds()[1]
-    tail = {p.room_id: end - p.tail_ms for p in plans}
-    in_tail = [d for d in detections if d[1] == "audience_loss" and d[2] >= tail.get(d[0], end)]
-    detections = [d for d in detections if d not in in_tail]
+    flash = {p.room_id: [(s0, s1) for s0, s1, _ in p.flash_sales] for p in plan_session(sim)}
+    detections, in_tail = session_end(sim, detections)
     return SessionOutcome(
         seed=seed,
         quiet=quiet,
@@ -592,6 +588,17 @@ def outcome(
         detections=detections,
         session_end=len(in_tail),
     )
+
+
+def session_end(
+    sim: SimConfig, detections: list[Detection]
+) -> tuple[list[Detection], list[Detection]]:
+    """``detections`` split into the others and the ``audience_loss`` alerts written in a
+    room's end-of-session tail (:attr:`SessionOutcome.session_end`)."""
+    end = sim.bounds()[1]
+    tail = {p.room_id: end - p.tail_ms for p in plan_session(sim)}
+    in_tail = [d for d in detections if d[1] == "audience_loss" and d[2] >= tail.get(d[0], end)]
+    return [d for d in detections if d not in in_tail], in_tail
 
 
 def detector_detections(session: SessionWindows, config: DetectorConfig) -> list[Detection]:
