@@ -21,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -178,37 +177,6 @@ def fresh_broker(tmp: Path, name: str) -> Iterator[tuple[Settings, subprocess.Po
         yield settings, proc
 
 
-def preload(settings: Settings, records: load.Partitioned, name: str) -> None:
-    seconds = asyncio.run(load.preload(settings.bootstrap_servers, records))
-    say(f"{name}: preloaded {load.total(records):,} records in {seconds:.1f} s")
-
-
-def preload_in_background(
-    settings: Settings, records: load.Partitioned, name: str
-) -> Callable[[], None]:
-    """Start writing the input in a thread (its own event loop); returns a join function."""
-    outcome: list[BaseException | float] = []
-
-    def target() -> None:
-        try:
-            outcome.append(asyncio.run(load.preload(settings.bootstrap_servers, records)))
-        except BaseException as exc:  # handed to join()
-            outcome.append(exc)
-
-    thread = threading.Thread(target=target, name="preload", daemon=True)
-    thread.start()
-
-    def join() -> None:
-        thread.join(300)
-        if not outcome:
-            raise BenchError("writing the input took over 300 s")
-        if isinstance(outcome[0], BaseException):
-            raise BenchError(f"writing the input failed: {outcome[0]!r}")
-        say(f"{name}: wrote {load.total(records):,} records in {outcome[0]:.1f} s meanwhile")
-
-    return join
-
-
 def livepulse_env(
     settings: Settings, port: int, state: Path, window_ms: int = WINDOW_MS, **extra: str
 ) -> dict[str, str]:
@@ -260,94 +228,95 @@ def room_sum(windows: list[dict] | None, field: str) -> int:
 
 
 # -- measuring a backlog -------------------------------------------------------------------
+#: The longest a contender may stay frozen while its input is written: below the 10 s session
+#: timeout of the contenders' consumer groups, so no frozen member is evicted.
+FREEZE_LIMIT_S = 8.0
+#: How often the end condition is polled (the same for every contender): the end is known to
+#: within this.
+POLL_END_S = 0.05
+
+
 @dataclass
 class Sample:
     at: float  # monotonic seconds
-    events: float
     cpu: float
     broker_cpu: float
 
 
-def _sample(events: float, worker: Child, broker_proc: subprocess.Popen) -> Sample:
-    return Sample(time.monotonic(), events, cpu_seconds(worker.pid), cpu_seconds(broker_proc.pid))
+def _sample(worker: Child, broker_proc: subprocess.Popen) -> Sample:
+    return Sample(time.monotonic(), cpu_seconds(worker.pid), cpu_seconds(broker_proc.pid))
 
 
-def track_backlog(
+def measure_backlog(
     worker: Child,
     broker_proc: subprocess.Popen,
-    progress: Callable[[], float | None],
-    total: int,
+    settings: Settings,
+    records: load.Partitioned,
     *,
-    started: Callable[[], float | None],
+    ready: Callable[[], bool],
+    progress: Callable[[], float | None],
+    finished: Callable[[], bool],
     cap_s: float | None = None,
-    finished: Callable[[], bool] | None = None,
-    start_timeout: float = 180,
-    stall_s: float = 60,
+    ready_timeout: float = 180,
 ) -> dict[str, Any]:
-    """Measure a worker draining a preloaded backlog, from its first processed event.
+    """The one timing method of every contender: the same preloaded backlog, the same samples.
 
-    ``started`` is a cheap check polled every 50 ms: None until the worker has processed
-    something, then the events processed so far. ``progress`` (a full count, at most once
-    a second: scrapes cost the worker CPU) ends the run when it reaches ``total``
-    (interpolated between the last two polls); so does ``finished`` turning true (polled
-    every 0.25 s), or ``cap_s``.
+    1. The contender was started on an empty broker; ``ready`` (polled every 0.25 s) says it
+       has joined its group, got its partitions and waits for input. ``progress`` (its count
+       of processed events) must be 0 then.
+    2. It is frozen (SIGSTOP) and the whole input is written: a backlog in Kafka before the
+       contender reads any of it.
+    3. Start sample: the time and the contender's and the broker's CPU, then SIGCONT.
+    4. End sample: the first poll (every ``POLL_END_S``) at which ``finished`` holds, i.e. every
+       event was processed; or the cap, with the events ``progress`` counts then.
+    5. ``progress`` is read once more at the end and must account for every event.
     """
-    launched = time.monotonic()
-    while True:
+    name = worker.name
+    total = load.total(records)
+    deadline = time.monotonic() + ready_timeout
+    while not ready():
         worker.check()
-        n = started()
-        if n is not None:
-            break
-        if time.monotonic() - launched > start_timeout:
-            raise BenchError(f"{worker.name} processed nothing in {start_timeout:.0f} s")
-        time.sleep(0.05)
-    first = _sample(n, worker, broker_proc)
-    startup = first.at - launched
-    prev = last = first
+        if time.monotonic() > deadline:
+            raise BenchError(f"{name} was not ready in {ready_timeout:.0f} s; log: {worker.log}")
+        time.sleep(0.25)
+    before = progress()
+    if before != 0:
+        raise BenchError(f"{name} counts {before} events before any input was written")
+    os.kill(worker.pid, signal.SIGSTOP)
+    try:
+        frozen = time.monotonic()
+        written_in = asyncio.run(load.preload(settings.bootstrap_servers, records))
+        if time.monotonic() - frozen > FREEZE_LIMIT_S:
+            raise BenchError(
+                f"writing the input took {written_in:.1f} s, over {FREEZE_LIMIT_S:.0f} s: the "
+                f"frozen {name} could lose its group membership"
+            )
+        first = _sample(worker, broker_proc)
+    finally:
+        os.kill(worker.pid, signal.SIGCONT)
+    say(f"{name}: {total:,} records written in {written_in:.1f} s while it was frozen; measuring")
     capped = False
-    moved_at = first.at
     while True:
+        time.sleep(POLL_END_S)
         worker.check()
-        if finished is not None:
-            time.sleep(0.25)
-            if finished():
-                last = _sample(total, worker, broker_proc)
-                break
-        else:
-            time.sleep(1.0)
-            n = progress()
-            if n is not None:  # None: no answer this time; the stall check still applies
-                prev, last = last, _sample(n, worker, broker_proc)
-                if n >= total:
-                    # Interpolate when the last event went through, between the two polls.
-                    share = (total - prev.events) / max(n - prev.events, 1e-9)
-                    last.at = prev.at + share * (last.at - prev.at)
-                    last.events = total
-                    break
-                if n > prev.events:
-                    moved_at = last.at
-        now = time.monotonic()
-        if cap_s is not None and now - first.at >= cap_s:
-            if finished is not None:
-                n = progress() or first.events
-                last = _sample(n, worker, broker_proc)
-            capped = True
+        if finished():
+            last, events = _sample(worker, broker_proc), float(total)
             break
-        if now - moved_at > stall_s and finished is None:
-            raise BenchError(f"{worker.name} made no progress for {stall_s:.0f} s")
-        if finished is not None and now - first.at > 1800:
-            raise BenchError(f"{worker.name} did not finish the backlog in 30 minutes")
-    events = last.events - first.events
+        if cap_s is not None and time.monotonic() - first.at >= cap_s:
+            last = _sample(worker, broker_proc)
+            events, capped = progress() or 0.0, True
+            break
+        if time.monotonic() - first.at > 1800:
+            raise BenchError(f"{name} did not finish the backlog in 30 minutes")
+    done = None
+    for _ in range(5):  # one full count: the end condition must have told the truth
+        done = progress()
+        if done is not None:
+            break
+        time.sleep(1)
+    if not capped and (done or 0) < total:
+        raise BenchError(f"{name} looked finished but accounts for {done} of {total} events")
     seconds = last.at - first.at
-    done = last.events
-    if finished is not None:
-        for _ in range(5):  # one full count, to check the sentinels told the truth
-            done = progress()
-            if done is not None:
-                break
-            time.sleep(1)
-    if finished is not None and not capped and (done or 0) < total:
-        raise BenchError(f"{worker.name} finished the sentinels but accounts for {done} of {total}")
     return {
         "events_per_s": events / seconds,
         "events": int(events),
@@ -358,49 +327,59 @@ def track_backlog(
         "broker_cpu_seconds_per_million_events": (last.broker_cpu - first.broker_cpu)
         / events
         * 1e6,
-        "processed_before_measuring": int(first.events),
+        "input_written_s": written_in,
+        "end_poll_s": POLL_END_S,
         "processed_total": int(done or 0),
-        "seconds_to_first_event": startup,
         "capped": capped,
         "cap_seconds": cap_s,
     }
 
 
-# -- the three contenders ------------------------------------------------------------------
-def run_ceiling(tmp: Path, records: load.Partitioned, expected: int) -> dict[str, Any]:
-    with fresh_broker(tmp, "ceiling") as (settings, _):
-        preload(settings, records, "ceiling")
-        out = tmp / "ceiling.json"
-        args = [
-            "-m",
-            "bench.ceiling",
-            "--bootstrap",
-            settings.bootstrap_servers[0],
-            "--expected",
-            str(expected),
-            "--out",
-            str(out),
-        ]
-        with child("ceiling consumer", args, clean_env(), tmp / "ceiling.log") as consumer:
-            try:
-                consumer.proc.wait(600)
-            except subprocess.TimeoutExpired:
-                raise BenchError(
-                    f"the ceiling consumer ran over 600 s; log: {consumer.log}"
-                ) from None
-            if consumer.proc.returncode:
-                consumer.check()  # raises with the log tail
-        result = orjson.loads(out.read_bytes())
-    result["events_per_s"] = result["events"] / result["seconds"]
-    result["cpu_seconds_per_million_events"] = result.pop("cpu_seconds") / result["events"] * 1e6
-    return result
-
-
-def run_textbook(
-    tmp: Path, records: load.Partitioned, expected: int, cap_s: float
+def measure_by_progress_page(
+    worker: Child,
+    broker_proc: subprocess.Popen,
+    settings: Settings,
+    records: load.Partitioned,
+    port: int,
+    cap_s: float | None = None,
 ) -> dict[str, Any]:
+    """:func:`measure_backlog` of a contender that serves ``GET /progress`` on ``port``
+    (``{"events": n, "ready": bool}``): done when it counts every record."""
+    url = f"http://127.0.0.1:{port}/progress"
+    total = load.total(records)
+
+    def page() -> dict | None:
+        status, body = http_get(url, timeout=10)
+        return orjson.loads(body) if status == 200 else None
+
+    def progress() -> float | None:
+        answer = page()
+        return None if answer is None else answer["events"]
+
+    return measure_backlog(
+        worker,
+        broker_proc,
+        settings,
+        records,
+        ready=lambda: (page() or {}).get("ready") is True,
+        progress=progress,
+        finished=lambda: (progress() or 0) >= total,
+        cap_s=cap_s,
+    )
+
+
+# -- the three contenders ------------------------------------------------------------------
+def run_ceiling(tmp: Path, records: load.Partitioned) -> dict[str, Any]:
+    with fresh_broker(tmp, "ceiling") as (settings, broker_proc):
+        port = free_port()
+        args = ["-m", "bench.ceiling", "--bootstrap", settings.bootstrap_servers[0]]
+        args += ["--port", str(port), "--partitions", str(PARTITIONS)]
+        with child("ceiling consumer", args, clean_env(), tmp / "ceiling.log") as consumer:
+            return measure_by_progress_page(consumer, broker_proc, settings, records, port)
+
+
+def run_textbook(tmp: Path, records: load.Partitioned, cap_s: float) -> dict[str, Any]:
     with fresh_broker(tmp, "textbook") as (settings, broker_proc):
-        preload(settings, records, "textbook")
         port = free_port()
         env = clean_env(
             BENCH_TEXTBOOK_BROKER=settings.broker,
@@ -412,40 +391,21 @@ def run_textbook(
         # Faust's own CLI spells the warning level "warn".
         args = ["-m", "bench.textbook", "worker", "-l", "warn"]
         with child("textbook worker", args, env, tmp / "textbook.log") as worker:
-
-            def progress() -> float | None:
-                status, body = http_get(f"http://127.0.0.1:{port}/progress", timeout=10)
-                return orjson.loads(body)["events"] if status == 200 else None
-
-            say(f"textbook: worker started; measuring (cap {cap_s:.0f} s)")
-            return track_backlog(
-                worker,
-                broker_proc,
-                progress,
-                expected,
-                started=lambda: progress() or None,  # a tiny page: cheap to poll often
-                cap_s=cap_s,
-            )
+            return measure_by_progress_page(worker, broker_proc, settings, records, port, cap_s)
 
 
 def run_livepulse(
-    tmp: Path,
-    records: load.Partitioned,
-    expected: int,
-    sentinels: dict[int, str],
-    first_room: str,
+    tmp: Path, records: load.Partitioned, sentinels: dict[int, str]
 ) -> dict[str, Any]:
     with (
         fresh_broker(tmp, "livepulse") as (settings, broker_proc),
         livepulse_worker(settings, tmp, "livepulse") as (worker, base),
     ):
-        # Two stages: with the input already in Kafka, the ingest stage would turn most of it
-        # into envelopes while the Faust agent is still joining its group, and the run would
-        # time only the second stage. So: a ready, idle worker, then the input.
-        wait_for(base + "/ready", worker, 180, "the livepulse worker to be ready")
         pending = dict(sentinels)
 
         def finished() -> bool:
+            # each topic-partition is applied in log order: its sentinel room's events are
+            # the last of its input (/rooms/{id} is cheap; a /metrics scrape is not)
             for p, room in list(pending.items()):
                 windows = room_windows(base, room)
                 if all(
@@ -455,23 +415,15 @@ def run_livepulse(
                     del pending[p]
             return not pending
 
-        def started() -> float | None:
-            # The busiest room shows up with the first envelopes of its partition; the
-            # few thousand events processed by then are counted as processed in-run.
-            return 0.0 if room_windows(base, first_room) is not None else None
-
-        say("livepulse: worker ready; sending the input and measuring")
-        join = preload_in_background(settings, records, "livepulse")
-        result = track_backlog(
+        return measure_backlog(
             worker,
             broker_proc,
-            lambda: processed_total(base),
-            expected,
-            started=started,
+            settings,
+            records,
+            ready=lambda: http_get(base + "/ready", timeout=5)[0] == 200,
+            progress=lambda: processed_total(base),
             finished=finished,
         )
-        join()
-        return result
 
 
 # -- latency at a steady load --------------------------------------------------------------
@@ -999,13 +951,13 @@ def run(plan: Plan, tmp: Path) -> dict[str, Any]:
         check = results["input"]["schema_check"]
         say(f"input: {expected:,} records over {plan.rooms:,} rooms ({check})")
         if "ceiling" in plan.phases:
-            results["ceiling"] = run_ceiling(tmp, records, expected)
+            results["ceiling"] = run_ceiling(tmp, records)
             say(f"ceiling: {results['ceiling']['events_per_s']:,.0f} events/s")
         if "textbook" in plan.phases:
-            results["textbook"] = run_textbook(tmp, records, expected, plan.textbook_cap_s)
+            results["textbook"] = run_textbook(tmp, records, plan.textbook_cap_s)
             say(f"textbook: {results['textbook']['events_per_s']:,.0f} events/s")
         if "livepulse" in plan.phases:
-            results["livepulse"] = run_livepulse(tmp, records, expected, sentinels, rooms.ids[0])
+            results["livepulse"] = run_livepulse(tmp, records, sentinels)
             say(f"livepulse: {results['livepulse']['events_per_s']:,.0f} events/s")
         del records
         results["ratios"] = ratios(results)

@@ -114,7 +114,14 @@ async def count_orders(stream: Any) -> None:
 
 @app.page("/progress")
 async def progress(web: Any, request: Any) -> Any:
-    return web.json({"events": processed})
+    """Events processed; ``ready`` once the group has assigned this worker its partitions
+    and the table is recovered (the benchmark writes the input then)."""
+    ready = (
+        bool(app.assignor.assigned_actives())
+        and not app.rebalancing
+        and not app.tables.recovery.in_recovery
+    )
+    return web.json({"events": processed, "ready": ready})
 
 
 if __name__ == "__main__":

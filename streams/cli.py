@@ -52,6 +52,7 @@ def load(**options: object) -> Settings:
 @cli.command()
 def broker(broker: BrokerOpt = None, partitions: PartitionsOpt = None) -> None:
     """Run the embedded Kafka-protocol broker (Tansu, memory only) on loopback, with the topics."""
+    from streams.processes import stop
     from streams.worker import broker as embedded
 
     settings = load(broker=broker, partitions=partitions)
@@ -68,7 +69,7 @@ def broker(broker: BrokerOpt = None, partitions: PartitionsOpt = None) -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        embedded.stop(proc)
+        stop(proc, 5)
 
 
 @cli.command()

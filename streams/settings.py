@@ -10,10 +10,10 @@ import dataclasses
 import inspect
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streams.core.detector import DetectorConfig
 
@@ -112,6 +112,12 @@ class Settings(BaseSettings):
         description="Products a closed window keeps by name, the busiest first; the rest are "
         "summed as product __other__ (an open window names up to four times as many).",
     )
+    rolling_windows: Annotated[tuple[int, ...], NoDecode] = Field(
+        (5, 10),
+        description="The N of each room's rolling block (its last N closed windows against "
+        "the N before), comma-separated; 2 x the largest must not exceed "
+        "LIVEPULSE_RETENTION_WINDOWS.",
+    )
     dedup_max_ids_per_window: int = Field(
         200_000,
         ge=0,
@@ -148,12 +154,24 @@ class Settings(BaseSettings):
 
     # --- Worker ----------------------------------------------------------------------------
     web_host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
+    web_config_file: Path | None = Field(
+        None,
+        description="TLS and basic auth for every page but /health and /ready, in the "
+        "Prometheus exporter toolkit's web config format (tls_server_config, "
+        "basic_auth_users with bcrypt hashes; docs/security.md); unset: plain http, open.",
+    )
     web_advertised_host: str | None = Field(
         None,
         description="Host name other workers reach this one at (Faust's canonical URL); "
         "unset: the bind address, or this machine's host name when it binds every address.",
     )
     web_port: int = Field(6066, ge=1, le=65535, description="Port of /metrics, /rooms, /ready.")
+    metrics_products: int = Field(
+        5,
+        ge=0,
+        description="Products per exported room with their own /metrics series (the top of "
+        "its last closed window by GMV).",
+    )
     metrics_max_rooms: int = Field(
         5_000,
         ge=1,
@@ -203,10 +221,35 @@ class Settings(BaseSettings):
             raise ValueError(f"no such file: {value}")
         return value
 
+    @field_validator("rolling_windows", mode="before")
+    @classmethod
+    def _rolling_is_a_list(cls, value: object) -> object:
+        """``5,10`` (also ``[5, 10]`` or ``(5, 10)``) -> (5, 10); at least one, each >= 1."""
+        numbers = value
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.strip("[]() ").split(",")]
+            numbers = tuple(int(p) if p.isdigit() else -1 for p in parts)
+        if isinstance(numbers, (list, tuple)):
+            if not numbers or any(type(n) is not int or n < 1 for n in numbers):
+                raise ValueError(
+                    f"expected positive whole numbers separated by commas, got {value!r}"
+                )
+            return tuple(sorted(set(numbers)))
+        return value
+
     @field_validator("detector")
     @classmethod
     def _detector_is_usable(cls, value: DetectorConfig) -> DetectorConfig:
         value.check()
+        return value
+
+    @field_validator("web_config_file")
+    @classmethod
+    def _web_config_is_usable(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            from streams.worker.web_auth import load  # bcrypt and yaml only when it is set
+
+            load(value)
         return value
 
     @model_validator(mode="after")
@@ -230,6 +273,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 "LIVEPULSE_GRACE_SECONDS must be shorter than LIVEPULSE_WINDOW_SECONDS x "
                 "LIVEPULSE_RETENTION_WINDOWS: a room would expire before its windows close"
+            )
+        if 2 * max(self.rolling_windows) > self.retention_windows:
+            raise ValueError(
+                "LIVEPULSE_ROLLING_WINDOWS: 2 x its largest N "
+                f"({2 * max(self.rolling_windows)}) exceeds LIVEPULSE_RETENTION_WINDOWS "
+                f"({self.retention_windows}): the span before the last N windows would not be kept"
             )
         if self.tick_seconds >= self.idle_timeout_seconds:
             raise ValueError(
@@ -318,6 +367,8 @@ def markdown_table() -> str:
             for key, (value, doc) in _detector_docs().items():
                 rows.append(f"| `LIVEPULSE_DETECTOR__{key.upper()}` | `{value}` | {doc} |")
             continue
+        if isinstance(default, tuple):
+            default = ",".join(str(n) for n in default)
         default = "unset" if default is None else f"`{default}`"
         rows.append(f"| `LIVEPULSE_{name.upper()}` | {default} | {field.description} |")
     return "\n".join(rows) + "\n"

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 import pytest
@@ -39,8 +38,12 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.core.partitioner import partition_of
+from streams.processes import free_port, stop
 from streams.settings import Settings
 from streams.worker import broker
+
+if TYPE_CHECKING:
+    import ssl
 
 T = TypeVar("T")
 
@@ -62,12 +65,6 @@ TEST_SETTINGS = {
     "session_timeout_seconds": "10",
     "heartbeat_interval_seconds": "1",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(condition: Callable[[], T], timeout: float, what: str, log: Path | None = None) -> T:
@@ -106,7 +103,17 @@ class Pipeline:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.web_port}"
+        scheme = "https" if self._tls() is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.settings.web_port}"
+
+    def _tls(self) -> ssl.SSLContext | None:
+        """A worker with ``tls_server_config`` is asked over https, trusting its certificate
+        (its other pages want credentials too, but /ready and /health stay open)."""
+        if self.settings.web_config_file is None:
+            return None
+        from streams.worker.web_auth import load
+
+        return load(self.settings.web_config_file).client_context()
 
     # -- the worker ------------------------------------------------------------------------
     def start_worker(self, timeout: float = 120, wait: bool = True) -> None:
@@ -131,14 +138,8 @@ class Pipeline:
             wait_until(ready, timeout, "the worker to be ready", self.log)
 
     def stop_worker(self, sig: int = signal.SIGTERM) -> None:
-        if self.worker is None or self.worker.poll() is not None:
-            return
-        self.worker.send_signal(sig)
-        try:
-            self.worker.wait(20)
-        except subprocess.TimeoutExpired:
-            self.worker.kill()
-            self.worker.wait()
+        if self.worker is not None:
+            stop(self.worker, 20, sig)
 
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
@@ -146,7 +147,9 @@ class Pipeline:
     # -- HTTP ------------------------------------------------------------------------------
     def get(self, path: str) -> tuple[int, bytes]:
         try:
-            with urllib.request.urlopen(self.base_url + path, timeout=5) as resp:
+            with urllib.request.urlopen(
+                self.base_url + path, timeout=5, context=self._tls()
+            ) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()

@@ -48,3 +48,29 @@ def test_the_settings_page_lists_every_setting_as_the_code_has_it() -> None:
     readme = (Path(__file__).parents[1] / "docs" / "settings.md").read_text()
     block = readme.split("<!-- settings:begin -->\n", 1)[1].split("<!-- settings:end -->", 1)[0]
     assert block == markdown_table(), "run `python -m streams.settings` and paste the table"
+
+
+def test_rolling_windows_are_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().rolling_windows == (5, 10)
+    monkeypatch.setenv("LIVEPULSE_ROLLING_WINDOWS", "10, 3")
+    assert Settings().rolling_windows == (3, 10)
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("0,5", "positive whole numbers"),
+        ("five", "positive whole numbers"),
+        ("", "positive whole numbers"),
+        ("5,,6", "positive whole numbers"),
+        ("31", "exceeds LIVEPULSE_RETENTION_WINDOWS (60)"),
+    ],
+)
+def test_bad_rolling_windows_explain_themselves(
+    monkeypatch: pytest.MonkeyPatch, value: str, says: str
+) -> None:
+    monkeypatch.setenv("LIVEPULSE_ROLLING_WINDOWS", value)
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    line = explain(info.value)
+    assert "\n" not in line and "LIVEPULSE_ROLLING_WINDOWS" in line and says in line

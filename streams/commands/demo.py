@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from streams.processes import stop
 from streams.settings import Settings
 from streams.worker import broker
 from streams.worker.security import client_options
@@ -52,6 +53,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
             value = value.get_secret_value()
         elif dataclasses.is_dataclass(value):
             value = orjson.dumps(dataclasses.asdict(value)).decode()
+        elif isinstance(value, tuple):
+            value = ",".join(str(n) for n in value)
         env[f"LIVEPULSE_{name.upper()}"] = str(value)
     return env
 
@@ -185,6 +188,8 @@ def run_demo(settings: Settings, duration: float | None, console: Console) -> No
     state = Path(settings.state_dir)
     state.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    base = screen_url(settings)
+    console.print(f"live screen: {base}/  (one room: {base}/screen/demo-room-01; ready in ~10 s)")
     console.print(f"starting the embedded broker on {settings.broker}")
     with broker.embedded(settings, log=state / "demo-broker.log"):
         asyncio.run(broker.ensure_topics(settings))
@@ -204,11 +209,19 @@ def run_demo(settings: Settings, duration: float | None, console: Console) -> No
         except KeyboardInterrupt:
             console.print("stopping")
         finally:
-            worker.terminate()
-            try:
-                worker.wait(15)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            stop(worker, 15)
+
+
+def screen_url(settings: Settings) -> str:
+    """Where a browser on this machine finds the worker's pages."""
+    host = settings.web_host if settings.web_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
+    scheme = "http"
+    if settings.web_config_file is not None:
+        from streams.worker.web_auth import load
+
+        scheme = "https" if load(settings.web_config_file).tls else "http"
+    return f"{scheme}://{host}:{settings.web_port}"
 
 
 async def _demo_loop(
@@ -227,6 +240,7 @@ async def _demo_loop(
             await asyncio.sleep(0.2)
         console.print(f"ready after {time.monotonic() - started:.1f} s")
         console.print(
+            f"  screen:   {screen_url(settings)}/\n"
             f"  metrics:  {base}/metrics\n  rooms:    {base}/rooms\n"
             f"  one room: {base}/rooms/demo-room-01"
         )

@@ -4,9 +4,10 @@ A partition's state is written to one changelog partition, so the order of its r
 order of the log, and recovery (which reads a prefix of it) always finds a consistent state if
 every flush writes, in this order:
 
-1. chunks of event and order fingerprints (``<room>␟e|o␟<start>␟<seq>``) and window records
-   (``<room>␟w␟<start>␟<version>``); every such record is written once under its key, so
-   a key always means one content;
+1. chunks of event and order fingerprints (``<room>␟e|o␟<start>␟<seq>``), window records
+   (``<room>␟w␟<start>␟<version>``) and session records (``<room>␟s␟<version>``: the
+   session's people, rewritten only when a window closes); every such record is written once
+   under its key, so a key always means one content;
 2. room records (``<room>``), which name the exact version of each of their windows, and
    windows count their chunks: a room record recovered is a room as it was;
 3. deletions (tombstones) of what rooms no longer name (older versions of windows included);
@@ -30,6 +31,10 @@ MARKER = "\x00flush"
 
 def window_key(room: str, start: int, version: int) -> str:
     return f"{room}{SEP}w{SEP}{start}{SEP}{version}"
+
+
+def session_key(room: str, version: int) -> str:
+    return f"{room}{SEP}s{SEP}{version}"
 
 
 def chunk_key(room: str, kind: str, start: int, seq: int) -> str:

@@ -183,9 +183,9 @@ _DECODERS = {
 class Ev(msgspec.Struct, array_like=True, gc=False, omit_defaults=True):
     """One validated event as the stateful stage needs it: no more than the funnel uses.
 
-    ``user`` is kept only for enters (unique viewers); ``value`` is ``watch_ms`` for leaves
-    and ``amount_cents`` for orders; ``product`` only for product clicks and orders created
-    (the detector's per-product stock-out test). ``eid`` is a 64-bit fingerprint of the
+    ``user`` is the ``user_id`` of every kind (the people of each funnel stage); ``value`` is
+    ``watch_ms`` for leaves and ``amount_cents`` for orders; ``product`` the ``product_id`` of
+    every product-bearing kind (the per-product columns). ``eid`` is a 64-bit fingerprint of the
     ``event_id`` (0: none, in hand-made test events), ``oid`` one of the ``order_id`` for
     paid and refunded orders, ``currency`` the order's ISO 4217 numeric code.
     """
@@ -270,11 +270,9 @@ def _text_rules(event: _Event) -> None:
 
 #: Struct class -> kind as a plain int (IntEnum comparisons cost more on the hot path).
 _KIND = {cls: int(kind) for cls, kind in KIND_OF.items()}
-_ENTER, _LEAVE, _CARD, _CLICK, _CREATED, _PAID = (
-    int(Kind.ENTER),
+_LEAVE, _CARD, _CREATED, _PAID = (
     int(Kind.LEAVE),
     int(Kind.PRODUCT_IMPRESSION),
-    int(Kind.PRODUCT_CLICK),
     int(Kind.ORDER_CREATED),
     int(Kind.ORDER_PAID),
 )
@@ -369,16 +367,12 @@ def decode(
                 "clock", f"clock: event time {ts} is {ts - now_ms} ms ahead of the wall clock"
             )
         eid = _hash(event.event_id.encode()) or 1
-        if kind == _ENTER:
-            return Ev(src, offset, ts, room, kind, event.user_id, 0, "", eid)
-        if kind < _CARD:
-            return Ev(src, offset, ts, room, kind, "", amount, "", eid)
         if kind >= _PAID:
             oid = _hash(event.order_id.encode()) or 1  # type: ignore[attr-defined]
-            return Ev(src, offset, ts, room, kind, "", amount, "", eid, oid, currency)
-        if kind in (_CLICK, _CREATED):
-            return Ev(src, offset, ts, room, kind, "", amount, product, eid, 0, currency)
-        return Ev(src, offset, ts, room, kind, "", 0, "", eid)
+            return Ev(
+                src, offset, ts, room, kind, event.user_id, amount, product, eid, oid, currency
+            )
+        return Ev(src, offset, ts, room, kind, event.user_id, amount, product, eid, 0, currency)
     except InvalidRecord:
         raise
     except Exception as exc:  # a bug in LivePulse, not a rule: keep the record, keep going

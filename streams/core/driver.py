@@ -3,8 +3,9 @@
 What bytewax's ``TestingSource``/``TestingSink`` are to a dataflow: the ingest stage's rules
 (:func:`streams.core.contract.decode`, offsets numbered per topic-partition, envelopes per
 partition every ``tick_ms``, the idle verdict) and one :class:`PartitionProcessor` per
-partition, driven by a simulated wall clock. The alert evaluations and unit tests use it; the
-integration tests run the real worker instead.
+partition, driven by a simulated wall clock; and the stateful stage's changelog (what a flush
+writes, what a restart restores from a prefix of it). The alert evaluations and unit tests use
+it; the integration tests run the real worker instead.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from streams.core.changelog import MARKER
 from streams.core.contract import Ev, InvalidRecord, Source, decode
 from streams.core.partitioner import partition_of
 from streams.core.processor import Outcome, PartitionProcessor, ProcessorConfig
@@ -47,6 +49,11 @@ class LocalWorker:
         self._idle = IdleTracker(self.idle_timeout_ms, fresh_ms=self.tick_ms)
         self._idle.assigned({(s, p) for s in range(SOURCES) for p in range(self.partitions)}, 0)
         self.now_ms: int | None = None
+        #: per partition: the changelog the flushes wrote (as the broker holds it, deletions
+        #: as ``None``), envelopes applied, and per flush (changelog length, envelopes covered)
+        self.changelog: list[list[tuple[str, bytes | None]]] = [[] for _ in self.processors]
+        self.applied = [0] * self.partitions
+        self.flushes: list[list[tuple[int, int]]] = [[] for _ in self.processors]
 
     def send(
         self,
@@ -92,18 +99,48 @@ class LocalWorker:
     def tick(self, now_ms: int) -> list[tuple[int, int, Outcome]]:
         """One envelope per partition: what arrived since the last tick (maybe nothing)."""
         out = []
-        for p, proc in enumerate(self.processors):
+        for p in range(self.partitions):
             for s in range(SOURCES):
                 self._idle.answered((s, p), True, now_ms)
             idle = sum(1 << s for s in range(SOURCES) if self._idle.idle((s, p), now_ms))
             events, self._pending[p] = self._pending[p], []
-            result = proc.process(events, now_ms, idle)
-            for ev, reason in result.rejected:
-                self.dead_letters.append(
-                    DeadLetter(Source(ev.src), p, ev.offset, "currency", reason)
-                )
-            out.append((now_ms, p, result))
+            out.append((now_ms, p, self.apply(p, events, now_ms, idle)))
         return out
+
+    def apply(
+        self, partition: int, events: list[Ev], now_ms: int | None = None, idle: int = 0
+    ) -> Outcome:
+        """The stateful stage's step: one envelope of decoded events (read at ``now_ms``,
+        with the sources in the bit mask ``idle`` idle) applied to its partition."""
+        result = self.processors[partition].process(events, now_ms, idle)
+        for ev, reason in result.rejected:
+            self.dead_letters.append(
+                DeadLetter(Source(ev.src), partition, ev.offset, "currency", reason)
+            )
+        self.applied[partition] += 1
+        return result
+
+    def flush(self) -> None:
+        """A group commit of every partition: its changes, then the end-of-flush marker."""
+        for p, proc in enumerate(self.processors):
+            log = self.changelog[p]
+            log += proc.changes()
+            log.append((MARKER, None))
+            self.flushes[p].append((len(log), self.applied[p]))
+
+    def restart(self, partition: int, records: int | None = None) -> PartitionProcessor:
+        """The partition's processor replaced by what a new worker restores from the first
+        ``records`` records of its changelog (all by default), compacted as the store keeps
+        them."""
+        table: dict[str, bytes] = {}
+        for key, value in self.changelog[partition][:records]:
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = value
+        proc = PartitionProcessor.restore(partition, self.config, table)
+        self.processors[partition] = proc
+        return proc
 
     def rooms(self) -> Iterator[RoomState]:
         for proc in self.processors:

@@ -47,39 +47,32 @@ class Outcome:
 class PartitionProcessor:
     """One partition's rooms and clock, and a schedule of when each room next needs a look."""
 
-    def __init__(
-        self,
-        partition: int,
-        config: ProcessorConfig,
-        clock: ClockState | None = None,
-        rooms: Mapping[str, RoomState] | None = None,
-        graves: list[str] | None = None,
-    ) -> None:
+    def __init__(self, partition: int, config: ProcessorConfig) -> None:
+        """An empty partition; state comes in only through :meth:`restore`."""
         self.partition = partition
         self.config = config
-        self.clock = PartitionClock.restore(clock, config.grace_ms)
-        self.rooms: dict[str, RoomState] = dict(rooms or {})
+        self._clock = PartitionClock(config.grace_ms)
+        self.rooms: dict[str, RoomState] = {}
         # When each room next needs a look: its first open window's end, or when it expires.
         # One live entry per room; heap entries that disagree with ``_due_at`` are stale.
         self._due: list[tuple[int, str]] = []
         self._due_at: dict[str, int] = {}
         self._dirty: set[str] = set()
-        self._graves: list[str] = list(graves or [])
+        self._graves: list[str] = []
         #: What the rooms counted into room_id="__other__" applied since the processor began
         #: (their events while flagged ``in_others``): a sum of deltas, so it never decreases
         #: however the set of exported rooms changes. New rooms start in it when the worker
         #: exports fewer rooms than it has (``over_cap``, set at each scrape).
         self.others = Tally()
         self.over_cap = False
-        self._clock_dirty = bool(graves)
-        for state in self.rooms.values():
-            self._schedule(state)
+        self._clock_dirty = False
 
     @classmethod
     def restore(
         cls, partition: int, config: ProcessorConfig, records: Mapping[str, bytes]
     ) -> PartitionProcessor:
-        """The partition as its changelog records left it (keys -> values)."""
+        """The partition as its changelog records left it (keys -> values): the way in for
+        rooms and clock, as :meth:`changes` is the way out."""
         parts: dict[str, dict[str, bytes]] = {}
         heads: dict[str, bytes] = {}
         for key, value in records.items():
@@ -89,21 +82,19 @@ class PartitionProcessor:
                 room = room_of(key)
                 if room is not None:
                     parts.setdefault(room, {})[key] = value
-        rooms, graves = {}, []
+        proc = cls(partition, config)
         for room, data in heads.items():
             state, unused = RoomState.restore(room, data, parts.pop(room, {}), config.room)
-            rooms[room] = state
-            graves += unused
+            proc.rooms[room] = state
+            proc._graves += unused
+            proc._schedule(state)
         for orphans in parts.values():  # a room deleted by a flush that did not finish
-            graves += orphans
+            proc._graves += orphans
         clock = records.get(CLOCK)
-        return cls(
-            partition,
-            config,
-            _decode_clock(clock) if clock is not None else None,
-            rooms,
-            graves,
-        )
+        if clock is not None:
+            proc._clock = PartitionClock.restore(_decode_clock(clock), config.grace_ms)
+        proc._clock_dirty = bool(proc._graves)
+        return proc
 
     def _schedule(self, state: RoomState) -> None:
         ends = state.open_ends(self.config.room.size_ms)
@@ -120,7 +111,7 @@ class PartitionProcessor:
         """Apply a batch (one envelope, read at ``now_ms`` with the sources in ``idle`` idle)
         and close whatever the new watermark allows."""
         out = Outcome()
-        clock = self.clock
+        clock = self._clock
         rc = self.config.room
         watermark_before = clock.watermark
         by_room: dict[str, list[tuple[Ev, bool]]] = {}
@@ -218,10 +209,10 @@ class PartitionProcessor:
         # a key deleted and written again in one flush (a room that expired and came back)
         out = before + heads + [(key, None) for key in graves if key not in written]
         if self._clock_dirty or out:
-            out.append((CLOCK, _encode(self.clock.snapshot())))
+            out.append((CLOCK, _encode(self._clock.snapshot())))
             self._clock_dirty = False
         return out
 
     @property
     def watermark(self) -> int | None:
-        return self.clock.watermark
+        return self._clock.watermark

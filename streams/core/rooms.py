@@ -19,18 +19,38 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import msgspec
-from datasketches import hll_sketch, tgt_hll_type
 
-from streams.core.changelog import chunk_key, window_key
+from streams.core import people
+from streams.core.changelog import chunk_key, session_key, window_key
 from streams.core.contract import OTHER, Ev, Kind
 from streams.core.currencies import CODE_OF_NUMBER, EXPONENT_OF_NUMBER
 from streams.core.detector import DetectorState
-from streams.core.funnel import COUNT_FIELDS, Counts, add_counts, derive
+from streams.core.funnel import (
+    BUYERS,
+    CLICKER_USERS,
+    IMPRESSION_USERS,
+    P_CLICKS,
+    P_CREATED,
+    P_GMV,
+    P_IMPRESSIONS,
+    P_PAID,
+    P_REFUNDS,
+    PEOPLE_FIELDS,
+    PRODUCT_COLUMNS,
+    PRODUCT_IMPRESSION_USERS,
+    VIEWERS,
+    Counts,
+    SpanWindow,
+    add_counts,
+    keep_top,
+    online,
+    products_view,
+    rolling_view,
+    session_view,
+    window_view,
+)
 from streams.core.windows import SOURCES
 
-#: HLL with 2^14 buckets: relative standard error 0.8 %, so "within 2 %" holds at 2.5 sigma.
-#: Below a few thousand distinct viewers the sketch is in its exact list/set mode.
-HLL_LG_K = 14
 #: Fingerprints per chunk record (~74 KB of msgpack).
 CHUNK_IDS = 8_192
 #: Why an event counts once: its offset was applied (a replay), its event id was applied in
@@ -38,8 +58,22 @@ CHUNK_IDS = 8_192
 DUPLICATE_REASONS = ("offset", "event_id", "order_id")
 #: Salt that keeps a refund's order fingerprint apart from the payment's.
 _REFUND_SALT = 0x9E37_79B9_7F4A_7C15
-# product columns: clicks, orders created
-_CLICKS, _CREATED = 0, 1
+_STAGES = len(PEOPLE_FIELDS)
+_COLUMNS = len(PRODUCT_COLUMNS)
+#: Per kind (Kind's order): the people stage it counts (-1: none) and its online net.
+_STAGE_OF_KIND = (
+    IMPRESSION_USERS,
+    VIEWERS,
+    -1,
+    PRODUCT_IMPRESSION_USERS,
+    CLICKER_USERS,
+    -1,
+    BUYERS,
+    -1,
+)
+_NET_OF_KIND = (0, 1, -1, 0, 0, 0, 0, 0)
+#: Where the columns of an event without a product go (nowhere: it is never read).
+_NO_PRODUCT = [0] * len(PRODUCT_COLUMNS)
 # kinds as plain ints (IntEnum comparisons cost more on the hot path)
 _IMPRESSION_KIND, _ENTER_KIND, _LEAVE_KIND = int(Kind.IMPRESSION), int(Kind.ENTER), int(Kind.LEAVE)
 _CARD_KIND, _CLICK_KIND = int(Kind.PRODUCT_IMPRESSION), int(Kind.PRODUCT_CLICK)
@@ -58,10 +92,17 @@ class RoomConfig:
     #: Event ids remembered per open window (beyond, events still count but are not
     #: deduplicated by id), and order ids per window: what bounds the dedup memory.
     max_ids_per_window: int = 200_000
+    #: The N of the rooms' rolling blocks (the last N closed windows against the N before).
+    rolling: tuple[int, ...] = (5, 10)
 
     @property
     def products_open_cap(self) -> int:
         return 4 * self.products_per_window
+
+    @property
+    def sketch_windows(self) -> int:
+        """Closed windows that keep their people sketches: what the rolling blocks merge."""
+        return 2 * max(self.rolling, default=0)
 
 
 @dataclass
@@ -102,6 +143,9 @@ class Tally:
 
 
 class WindowRecord(msgspec.Struct, array_like=True):
+    """A window in the changelog. Records of the previous version end at ``order_chunks``,
+    carry the viewers' sketch in ``sketch`` and products as [clicks, orders created]."""
+
     start: int
     closed: bool
     counts: Counts
@@ -109,9 +153,18 @@ class WindowRecord(msgspec.Struct, array_like=True):
     sketch: bytes | None
     prev_orders_paid: int | None
     prev_gmv_cents: int | None
-    products: dict[str, list[int]] | None
+    products: dict[str, list[int]] | None  # product -> PRODUCT_COLUMNS (a prefix in old ones)
     id_chunks: int = 0
     order_chunks: int = 0
+    #: closed: the people of PEOPLE_FIELDS (estimates)
+    people: list[int] | None = None
+    #: the people sketches, compact (open; closed while the rolling blocks may merge them)
+    sketches: list[bytes | None] | None = None
+    #: open: [second, net, second, net, ...] of the seconds with events (at most the
+    #: window's seconds)
+    nets: list[int] | None = None
+    #: closed: [online_end, online_peak, online_peak_at]
+    online: list[int | None] | None = None
 
 
 class RoomRecord(msgspec.Struct, array_like=True):
@@ -125,34 +178,50 @@ class RoomRecord(msgspec.Struct, array_like=True):
     closed_totals: Counts | None = None
     detector: DetectorState | None = None
     currency: int = 0  # ISO 4217 numeric code of the room's first order; 0 before it
+    # (fields below are absent from records of the previous version: their defaults apply)
+    online_base: int = 0  # running count (enters - leaves) at the last closed window's end
+    online_peak: int | None = None  # over the closed windows
+    online_peak_at: int | None = None
+    peak_gmv: list[int] | None = None  # [window start, gmv_cents] over the closed windows
+    session: int = -1  # version of the session record (-1: none)
+
+
+class SessionRecord(msgspec.Struct, array_like=True):
+    """The session's people (closed windows merged), compact sketches: written at a close."""
+
+    viewers: bytes | None
+    buyers: bytes | None
 
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_room = msgspec.msgpack.Decoder(RoomRecord).decode
 _decode_window = msgspec.msgpack.Decoder(WindowRecord).decode
 _decode_chunk = msgspec.msgpack.Decoder(list[int]).decode
-
-
-def _new_sketch() -> hll_sketch:
-    return hll_sketch(HLL_LG_K, tgt_hll_type.HLL_4)
+_decode_session = msgspec.msgpack.Decoder(SessionRecord).decode
+_decode_products = msgspec.msgpack.Decoder(dict[str, list[int]]).decode
+_decode_sketches = msgspec.msgpack.Decoder(list[bytes | None]).decode
 
 
 class Window:
     __slots__ = (
         "closed",
+        "columns",
         "counts",
         "id_chunks",
         "ids",
         "ids_new",
+        "nets",
+        "online",
         "order_chunks",
         "orders",
         "orders_new",
+        "packed",
+        "people",
         "prev_gmv_cents",
         "prev_orders_paid",
-        "products",
-        "sketch",
+        "products_packed",
+        "sketches",
         "start",
-        "unique_viewers",
         "version",
     )
 
@@ -161,14 +230,25 @@ class Window:
         self.version = -1  # of its last record written (-1: none yet)
         self.counts = Counts()
         self.closed = False
-        self.sketch: hll_sketch | None = _new_sketch()
-        self.unique_viewers = 0
+        # open: per people stage, its first person's user id, then a live sketch from the
+        # second person on (a sketch costs more memory than one id)
+        self.sketches: list[people.Live] | None = [None] * _STAGES
+        # closed: the people per stage, and their compact sketches while the rolling blocks
+        # may merge them (the last RoomConfig.sketch_windows closed windows)
+        # (one msgpack list of the five: one object, not six)
+        self.people: tuple[int, ...] | None = None
+        self.packed: bytes | None = None
+        # open: second -> enters - leaves of its events, for every second with an event (a
+        # dict: events arrive up to the grace out of order); closed: (online_end,
+        # online_peak, online_peak_at)
+        self.nets: dict[int, int] | None = {}
+        self.online: tuple[int | None, int | None, int | None] | None = None
         self.prev_orders_paid: int | None = None
         self.prev_gmv_cents: int | None = None
-        # product id -> [clicks, orders created]; None until the window's first click or
-        # order, and in memory only until a newer window has closed (the detector has judged
-        # it by then; the window's record keeps them)
-        self.products: dict[str, list[int]] | None = None
+        # open: product id -> PRODUCT_COLUMNS (None until the window's first product event);
+        # closed: the kept products, msgpack-encoded (a closed window never changes)
+        self.columns: dict[str, list[int]] | None = None
+        self.products_packed: bytes | None = None
         # fingerprints of the events applied (while open), and those not yet in a chunk
         self.ids: set[int] | None = set()
         self.ids_new: list[int] | None = []
@@ -178,38 +258,88 @@ class Window:
         self.orders_new: list[int] = []
         self.order_chunks = 0
 
+    def people_now(self) -> list[int]:
+        """The window's people per stage (so far, while open)."""
+        if self.people is not None:
+            return list(self.people)
+        return [people.estimate(s) for s in self.sketches or [None] * _STAGES]
+
     def viewers(self) -> int:
-        if self.sketch is None:
-            return self.unique_viewers
-        return round(self.sketch.get_estimate())
+        return self.people_now()[VIEWERS]
+
+    def product_rows(self) -> dict[str, list[int]] | None:
+        """Product id -> PRODUCT_COLUMNS (a closed window's top products and ``__other__``)."""
+        if self.products_packed is not None:
+            return _decode_products(self.products_packed)
+        return self.columns
+
+    @property
+    def products(self) -> dict[str, list[int]] | None:
+        """Product id -> [clicks, orders created]: what the detector's stock-out test reads."""
+        rows = self.product_rows()
+        return None if rows is None else {p: r[:2] for p, r in rows.items()}
 
     def record(self) -> WindowRecord:
-        sketch = None if self.sketch is None else self.sketch.serialize_compact()
+        if self.closed:
+            products: object = (
+                None if self.products_packed is None else msgspec.Raw(self.products_packed)
+            )
+            sketches = None if self.packed is None else msgspec.Raw(self.packed)
+            nets = None
+            online_values: list[int | None] | None = (
+                None if self.online is None else list(self.online)
+            )
+        else:
+            products = self.columns
+            sketches = [people.pack(s) for s in self.sketches or ()]
+            nets = _flat(self.nets or {})
+            online_values = None
         return WindowRecord(
             self.start,
             self.closed,
             self.counts,
-            self.unique_viewers,
-            sketch,
+            self.viewers(),
+            None,
             self.prev_orders_paid,
             self.prev_gmv_cents,
-            self.products,
+            products,  # type: ignore[arg-type]
             self.id_chunks,
             self.order_chunks,
+            None if self.people is None else list(self.people),
+            sketches,
+            nets,
+            online_values,
         )
 
     @classmethod
     def from_record(cls, rec: WindowRecord) -> Window:
         w = cls.__new__(cls)
-        w.start, w.closed, w.counts, w.unique_viewers = (
-            rec.start,
-            rec.closed,
-            rec.counts,
-            rec.unique_viewers,
-        )
-        w.sketch = None if rec.sketch is None else hll_sketch.deserialize(rec.sketch)
+        w.start, w.closed, w.counts = rec.start, rec.closed, rec.counts
         w.prev_orders_paid, w.prev_gmv_cents = rec.prev_orders_paid, rec.prev_gmv_cents
-        w.products = rec.products
+        rows = None
+        if rec.products is not None:  # a previous version's rows are a prefix of the columns
+            rows = {p: [*r[:_COLUMNS], *[0] * (_COLUMNS - len(r))] for p, r in rec.products.items()}
+        if rec.closed:
+            # a previous version's closed window knew its viewers only
+            w.people = tuple(rec.people or (0, rec.unique_viewers, 0, 0, 0))
+            w.packed = None if rec.sketches is None else _encode(rec.sketches)
+            w.sketches = w.nets = None
+            w.online = None if rec.online is None else tuple(rec.online)  # type: ignore[assignment]
+            w.columns = None
+            w.products_packed = None if rows is None else _encode(rows)
+        else:
+            if rec.sketches is not None:
+                w.sketches = [people.unpack(b) for b in rec.sketches]
+            else:
+                w.sketches = [None] * _STAGES
+                w.sketches[VIEWERS] = people.unpack(rec.sketch)
+            w.people = w.packed = None
+            flat = rec.nets or []
+            w.nets = {}
+            for i in range(0, len(flat) - 1, 2):
+                w.nets[flat[i]] = w.nets.get(flat[i], 0) + flat[i + 1]
+            w.online = None
+            w.columns, w.products_packed = rows, None
         w.ids = None if rec.closed else set()
         w.ids_new = None if rec.closed else []
         w.id_chunks, w.order_chunks = rec.id_chunks, rec.order_chunks
@@ -221,6 +351,7 @@ class Window:
 class RoomState:
     __slots__ = (
         "_dirty_meta",
+        "_dirty_session",
         "_dirty_windows",
         "_graves",
         "applied",
@@ -231,10 +362,17 @@ class RoomState:
         "in_others",
         "last_ts",
         "late_events",
+        "online_base",
+        "online_peak",
+        "online_peak_at",
         "open",
         "orders",
         "partition",
+        "peak_gmv",
         "room_id",
+        "session_buyers",
+        "session_version",
+        "session_viewers",
     )
 
     def __init__(self, room_id: str, partition: int) -> None:
@@ -256,8 +394,21 @@ class RoomState:
         self.orders: dict[int, int] = {}
         # counted into the worker's room_id="__other__" series, not its own (streams.worker.metrics)
         self.in_others = False
+        # Online viewers: the running count (enters - leaves) at the last closed window's end,
+        # and the closed windows' peak (the first second reaching it, ms).
+        self.online_base = 0
+        self.online_peak: int | None = None
+        self.online_peak_at: int | None = None
+        # (start, gmv_cents) of the closed window with the highest GMV (earliest on ties)
+        self.peak_gmv: tuple[int, int] | None = None
+        # the closed windows' viewers and buyers, merged at each close (compact sketches):
+        # the session's people outlive the retained windows
+        self.session_viewers: bytes | None = None
+        self.session_buyers: bytes | None = None
+        self.session_version = -1
         # what the next changelog write must carry (see changes())
         self._dirty_meta = True
+        self._dirty_session = False
         self._dirty_windows: set[int] = set()
         self._graves: list[str] = []
 
@@ -345,45 +496,71 @@ class RoomState:
                 w.orders_new.append(fp)
             counted[src] += 1
             c = w.counts
+            # online: every second with an event has a net; people: one sketch per stage
+            second = ts // 1000
+            nets = w.nets
+            nets[second] = nets.get(second, 0) + _NET_OF_KIND[kind]  # type: ignore[index,union-attr]
+            stage = _STAGE_OF_KIND[kind]
+            user = ev.user
+            if stage >= 0 and user:
+                sketches = w.sketches
+                person = sketches[stage]  # type: ignore[index]
+                if person is None:  # the stage's first person, kept as is
+                    sketches[stage] = user  # type: ignore[index]
+                elif person.__class__ is str:
+                    if person != user:  # a second one: a sketch from now on
+                        sketches[stage] = people.grown(person, user)  # type: ignore[index]
+                else:
+                    person.update(user)
             if kind == _ENTER_KIND:
                 c.enters += 1
                 t.enters += 1
-                w.sketch.update(ev.user)  # type: ignore[union-attr]
             elif kind == _IMPRESSION_KIND:
                 c.impressions += 1
                 t.impressions += 1
-            elif kind == _CARD_KIND:
-                c.product_impressions += 1
-                t.product_impressions += 1
-            elif kind == _CLICK_KIND:
-                c.product_clicks += 1
-                t.product_clicks += 1
-                _count_product(w, ev.product, _CLICKS, cap)
             elif kind == _LEAVE_KIND:
                 c.leaves += 1
                 c.watch_ms_total += ev.value
                 t.leaves += 1
                 t.watch_ms_total += ev.value
-            elif kind == _CREATED_KIND:
-                c.orders_created += 1
-                t.orders_created += 1
-                _count_product(w, ev.product, _CREATED, cap)
-            elif kind == _PAID_KIND:
-                c.orders_paid += 1
-                c.gmv_cents += ev.value
-                t.orders_paid += 1
-                money = tally.money.get(self.currency)
-                if money is None:
-                    money = tally.money[self.currency] = Counts()
-                money.gmv_cents += ev.value
-            else:  # Kind.ORDER_REFUNDED
-                c.refunds += 1
-                c.refund_cents += ev.value
-                t.refunds += 1
-                money = tally.money.get(self.currency)
-                if money is None:
-                    money = tally.money[self.currency] = Counts()
-                money.refund_cents += ev.value
+            else:
+                columns = w.columns
+                row = columns.get(ev.product) if columns is not None else None
+                if row is None:
+                    row = _product_row(w, ev.product, cap)
+                if row is None:  # an event without a product (hand-made in tests)
+                    row = _NO_PRODUCT
+                if kind == _CARD_KIND:
+                    c.product_impressions += 1
+                    t.product_impressions += 1
+                    row[P_IMPRESSIONS] += 1
+                elif kind == _CLICK_KIND:
+                    c.product_clicks += 1
+                    t.product_clicks += 1
+                    row[P_CLICKS] += 1
+                elif kind == _CREATED_KIND:
+                    c.orders_created += 1
+                    t.orders_created += 1
+                    row[P_CREATED] += 1
+                elif kind == _PAID_KIND:
+                    c.orders_paid += 1
+                    c.gmv_cents += ev.value
+                    t.orders_paid += 1
+                    row[P_PAID] += 1
+                    row[P_GMV] += ev.value
+                    money = tally.money.get(self.currency)
+                    if money is None:
+                        money = tally.money[self.currency] = Counts()
+                    money.gmv_cents += ev.value
+                else:  # Kind.ORDER_REFUNDED
+                    c.refunds += 1
+                    c.refund_cents += ev.value
+                    t.refunds += 1
+                    row[P_REFUNDS] += 1
+                    money = tally.money.get(self.currency)
+                    if money is None:
+                        money = tally.money[self.currency] = Counts()
+                    money.refund_cents += ev.value
         self._dirty_meta = True
         return opened
 
@@ -393,7 +570,11 @@ class RoomState:
         return f"currency: order in {theirs}, room {self.room_id!r} sells in {ours}"
 
     def close_until(self, watermark: int, config: RoomConfig) -> int:
-        """Close every window whose end the watermark has reached; keep ``retention`` closed."""
+        """Close every window whose end the watermark has reached; keep ``retention`` closed.
+
+        Windows close in start order, so each one's online values follow from the running
+        count the previous closes left (``online_base``).
+        """
         size_ms = config.size_ms
         due = sorted(start for start in self.open if start + size_ms <= watermark)
         if not due:
@@ -403,19 +584,41 @@ class RoomState:
             prev = self._window(start - size_ms)
             w.prev_orders_paid = prev.counts.orders_paid if prev else 0
             w.prev_gmv_cents = prev.counts.gmv_cents if prev else 0
-            w.unique_viewers = w.viewers()
-            w.sketch = None
+            end, peak, peak_at, self.online_base = online(_flat(w.nets or {}), self.online_base)
+            w.online, w.nets = (end, peak, peak_at), None
+            if peak is not None and (self.online_peak is None or peak > self.online_peak):
+                self.online_peak, self.online_peak_at = peak, peak_at
+            sketches = w.sketches or [None] * _STAGES
+            w.people = tuple(people.estimate(x) for x in sketches)
+            w.packed = _encode([people.pack(x) for x in sketches])
+            w.sketches = None
+            if sketches[VIEWERS] is not None or sketches[BUYERS] is not None:
+                self.session_viewers = people.pack(
+                    people.union([self.session_viewers, sketches[VIEWERS]])
+                )
+                self.session_buyers = people.pack(
+                    people.union([self.session_buyers, sketches[BUYERS]])
+                )
+                self._dirty_session = True
+            gmv = w.counts.gmv_cents
+            if w.counts.orders_paid and (self.peak_gmv is None or gmv > self.peak_gmv[1]):
+                self.peak_gmv = (start, gmv)
             w.closed = True
             # a repeated event can now only be late: its window's ids are no longer needed
             self._graves += [chunk_key(self.room_id, "e", start, n) for n in range(w.id_chunks)]
             w.ids = w.ids_new = None
             w.id_chunks = 0
-            w.products = _keep_top(w.products, config.products_per_window)
+            if w.columns is not None:
+                w.products_packed = _encode(keep_top(w.columns, config.products_per_window))
+            w.columns = None
             self.closed.append(w)
             self._dirty_windows.add(start)
             if self.closed_totals is None:
                 self.closed_totals = Counts()
             add_counts(self.closed_totals, w.counts)
+        # a window past the rolling blocks' reach is written again without its sketches, so
+        # the changelog holds sketches for those windows only
+        self._dirty_windows.update(_drop_sketches(self.closed, config.sketch_windows, len(due)))
         for old in self.closed[: max(0, len(self.closed) - config.retention)]:
             self._forget(old)
         del self.closed[: max(0, len(self.closed) - config.retention)]
@@ -492,18 +695,92 @@ class RoomState:
         prev = self._window(w.start - size_ms)
         return (prev.counts.orders_paid, prev.counts.gmv_cents) if prev else (0, 0)
 
+    def online_values(self, w: Window) -> tuple[int | None, int | None, int | None]:
+        """``(online_end, online_peak, online_peak_at)`` of a window (so far, while open)."""
+        if w.closed:
+            return w.online or (None, None, None)
+        base = self.online_base
+        for start in sorted(self.open):
+            if start >= w.start:
+                break
+            base += sum((self.open[start].nets or {}).values())
+        end, peak, peak_at, _ = online(_flat(w.nets or {}), base)
+        return end, peak, peak_at
+
+    def online_now(self) -> int:
+        """max(0, the running count at the room's newest applied second)."""
+        running = self.online_base
+        for w in self.open.values():
+            running += sum((w.nets or {}).values())
+        return max(0, running)
+
     def describe(self, w: Window, size_ms: int) -> dict:
-        """A window as the JSON API and the metrics show it: counts, derived values, bounds."""
-        prev_orders, prev_gmv = self.previous(w, size_ms)
-        out: dict = {"window_start": w.start, "window_end": w.start + size_ms, "closed": w.closed}
-        counts = msgspec.structs.asdict(w.counts)
-        counts["unique_viewers"] = w.viewers()
-        out.update((name, counts[name]) for name in COUNT_FIELDS)
-        out.update(derive(w.counts, prev_orders, prev_gmv, self.exponent))
-        return out
+        """A window as the JSON API shows it: counts, people, derived values, online, products."""
+        return window_view(
+            w.start,
+            size_ms,
+            w.closed,
+            w.counts,
+            w.people_now(),
+            self.online_values(w),
+            self.previous(w, size_ms),
+            self.exponent,
+            products_view(w.product_rows()),
+        )
 
     def describe_all(self, size_ms: int) -> list[dict]:
         return [self.describe(w, size_ms) for w in self.windows()]
+
+    def _span(self, low: int, high: int) -> tuple[list[SpanWindow], list[int]]:
+        """The closed windows starting in ``[low, high)`` and their merged people."""
+        spans = [w for w in self.closed if low <= w.start < high]
+        sketches = [_decode_sketches(w.packed) for w in spans if w.packed is not None]
+        merged = []
+        for stage in range(_STAGES):
+            # a window restored from a previous version's record has no sketches: its
+            # estimate is added (an upper bound of its share of the union)
+            alone = sum((w.people or (0,) * _STAGES)[stage] for w in spans if w.packed is None)
+            merged.append(people.union_estimate(parts[stage] for parts in sketches) + alone)
+        return [
+            SpanWindow(w.start, w.counts, *(w.online or (None, None, None))) for w in spans
+        ], merged
+
+    def rolling(self, config: RoomConfig) -> dict:
+        """The ``rolling`` block (:func:`streams.core.funnel.rolling_view`)."""
+        last = self.last_closed()
+        size = config.size_ms
+        end = None if last is None else last.start + size
+        return rolling_view(end, size, config.rolling, self._span, self.exponent)
+
+    def session_extremes(
+        self,
+    ) -> tuple[int, int, int, int | None, int | None, tuple[int, int] | None]:
+        """(viewers, buyers, online_now, online_peak, online_peak_at, peak GMV window) of
+        everything applied since the room's state began, open windows included."""
+        ordered = [self.open[start] for start in sorted(self.open)]
+        viewers = people.union_estimate(
+            [self.session_viewers, *((w.sketches or [None] * _STAGES)[VIEWERS] for w in ordered)]
+        )
+        buyers = people.union_estimate(
+            [self.session_buyers, *((w.sketches or [None] * _STAGES)[BUYERS] for w in ordered)]
+        )
+        peak, peak_at, running = self.online_peak, self.online_peak_at, self.online_base
+        peak_gmv = self.peak_gmv
+        for w in ordered:
+            _, top, top_at, running = online(_flat(w.nets or {}), running)
+            if top is not None and (peak is None or top > peak):
+                peak, peak_at = top, top_at
+            gmv = w.counts.gmv_cents
+            if w.counts.orders_paid and (peak_gmv is None or gmv > peak_gmv[1]):
+                peak_gmv = (w.start, gmv)
+        return viewers, buyers, max(0, running), peak, peak_at, peak_gmv
+
+    def session(self) -> dict:
+        """The ``session`` block (:func:`streams.core.funnel.session_view`)."""
+        viewers, buyers, online_now, peak, peak_at, peak_gmv = self.session_extremes()
+        return session_view(
+            self.totals(), viewers, buyers, self.exponent, online_now, peak, peak_at, peak_gmv
+        )
 
     # -- changelog form ------------------------------------------------------------------
     def changes(self) -> tuple[list[tuple[str, bytes]], tuple[str, bytes] | None, list[str]]:
@@ -515,12 +792,14 @@ class RoomState:
         room = self.room_id
         before: list[tuple[str, bytes]] = []
         if self._dirty_windows:
-            dirty = [
-                w
-                for w in self.closed[-len(self._dirty_windows) :]
-                if w.start in self._dirty_windows
-            ]
-            dirty += [w for start, w in self.open.items() if start in self._dirty_windows]
+            dirty = [w for start, w in self.open.items() if start in self._dirty_windows]
+            closed = self._dirty_windows - self.open.keys()
+            for w in reversed(self.closed):  # the dirty ones are among the newest
+                if not closed:
+                    break
+                if w.start in closed:
+                    dirty.append(w)
+                    closed.discard(w.start)
             for w in sorted(dirty, key=_start):
                 for kind, new in (("e", w.ids_new), ("o", w.orders_new)):
                     if not new:
@@ -538,9 +817,14 @@ class RoomState:
                     self._graves.append(window_key(room, w.start, w.version))
                 w.version += 1
                 before.append((window_key(room, w.start, w.version), _encode(w.record())))
-                if w.closed:  # the detector has judged it; the record keeps its products
-                    w.products = None
             self._dirty_windows.clear()
+        if self._dirty_session:
+            if self.session_version >= 0:
+                self._graves.append(session_key(room, self.session_version))
+            self.session_version += 1
+            session = SessionRecord(self.session_viewers, self.session_buyers)
+            before.append((session_key(room, self.session_version), _encode(session)))
+            self._dirty_session = False
         graves, self._graves = self._graves, []
         record = None
         if self._dirty_meta or before or graves:
@@ -558,12 +842,19 @@ class RoomState:
             self.closed_totals,
             self.detector,
             self.currency,
+            self.online_base,
+            self.online_peak,
+            self.online_peak_at,
+            None if self.peak_gmv is None else list(self.peak_gmv),
+            self.session_version,
         )
 
     def keys(self) -> Iterator[str]:
         """Every changelog key the room may have written (its deletion deletes them all)."""
         room = self.room_id
         yield room
+        if self.session_version >= 0:
+            yield session_key(room, self.session_version)
         for w in self.windows():
             if w.version >= 0:
                 yield window_key(room, w.start, w.version)
@@ -587,7 +878,18 @@ class RoomState:
         state.closed_totals = rec.closed_totals
         state.detector = rec.detector
         state.currency = rec.currency
+        state.online_base = rec.online_base
+        state.online_peak, state.online_peak_at = rec.online_peak, rec.online_peak_at
+        state.peak_gmv = None if rec.peak_gmv is None else (rec.peak_gmv[0], rec.peak_gmv[1])
         used = {room_id}
+        if rec.session >= 0:
+            key = session_key(room_id, rec.session)
+            raw = parts.get(key)
+            if raw is not None:
+                used.add(key)
+                session = _decode_session(raw)
+                state.session_viewers, state.session_buyers = session.viewers, session.buyers
+                state.session_version = rec.session
         for start, version in rec.windows:
             key = window_key(room_id, start, version)
             raw = parts.get(key)
@@ -610,8 +912,7 @@ class RoomState:
             else:
                 state.open[start] = w
         state.closed.sort(key=lambda w: w.start)
-        for w in state.closed:  # judged before the crash; their records keep the products
-            w.products = None
+        _drop_sketches(state.closed, config.sketch_windows, len(state.closed))
         for w in state.closed + list(state.open.values()):
             for fp in w.orders:
                 state.orders[fp] = max(state.orders.get(fp, w.start), w.start)
@@ -623,34 +924,36 @@ def _start(w: Window) -> int:
     return w.start
 
 
-def _count_product(w: Window, product: str, column: int, cap: int) -> None:
-    """Count a click (column 0) or an order created (1) of ``product`` in window ``w``."""
-    if not product:  # an event without a product (hand-made in tests)
-        return
-    products = w.products
+def _product_row(w: Window, product: str, cap: int) -> list[int] | None:
+    """The row of ``product`` in open window ``w`` (``__other__``'s once ``cap`` products
+    have rows); None for an event without a product (hand-made in tests)."""
+    if not product:
+        return None
+    products = w.columns
     if products is None:
-        products = w.products = {}
-    counts = products.get(product)
-    if counts is None:
+        products = w.columns = {}
+    row = products.get(product)
+    if row is None:
         if len(products) >= cap:
             product = OTHER
-            counts = products.get(OTHER)
-        if counts is None:
-            counts = products[product] = [0, 0]
-    counts[column] += 1
+            row = products.get(OTHER)
+        if row is None:
+            row = products[product] = [0] * _COLUMNS
+    return row
 
 
-def _keep_top(products: dict[str, list[int]] | None, keep: int) -> dict[str, list[int]] | None:
-    """The ``keep`` busiest products by orders then clicks; the rest summed as ``__other__``."""
-    if products is None or len(products) <= keep:
-        return products
-    named = sorted(
-        (p for p in products if p != OTHER),
-        key=lambda p: (-products[p][_CREATED], -products[p][_CLICKS], p),
-    )
-    other = list(products.get(OTHER, [0, 0]))
-    top = {p: products[p] for p in named[:keep]}
-    for p in named[keep:]:
-        other = [a + b for a, b in zip(other, products[p], strict=True)]
-    top[OTHER] = other
-    return top
+def _flat(nets: dict[int, int]) -> list[int]:
+    """``[second, net, ...]`` in second order (how records and :func:`online` take them)."""
+    return [x for second in sorted(nets) for x in (second, nets[second])]
+
+
+def _drop_sketches(closed: list[Window], keep: int, recent: int) -> list[int]:
+    """Closed windows older than the last ``keep`` no longer need their sketches (only the
+    ``recent`` windows closed last can have moved out of that range); returns their starts."""
+    end = len(closed) - keep
+    dropped = []
+    for w in closed[max(0, end - recent) : max(0, end)]:
+        if w.packed is not None:
+            w.packed = None
+            dropped.append(w.start)
+    return dropped

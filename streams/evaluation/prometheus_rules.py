@@ -41,7 +41,6 @@ import dataclasses
 import math
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -58,6 +57,8 @@ from streams.core.contract import Source
 from streams.core.driver import LocalWorker
 from streams.core.processor import ProcessorConfig
 from streams.core.rooms import RoomConfig, RoomState
+from streams.evaluation.prometheus import running_prometheus
+from streams.processes import NotReady
 from streams.sim import Emitted, SimConfig, generate
 from streams.worker.metrics import RoomExposition
 
@@ -230,12 +231,6 @@ def backfill(promtool: str, openmetrics: Path, data_dir: Path) -> None:
         raise EvalError(f"promtool tsdb create-blocks-from failed: {proc.stdout}{proc.stderr}")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def prometheus_server(
     binary: str, workdir: Path, rule_files: list[Path], timeout_s: float = 60.0
@@ -245,45 +240,14 @@ def prometheus_server(
     config = workdir / "prometheus.yml"
     listed = "".join(f"  - {orjson.dumps(str(p)).decode()}\n" for p in rule_files)
     config.write_text(f"global:\n  evaluation_interval: {EVAL_MS // 1000}s\nrule_files:\n{listed}")
-    log_path = workdir / "prometheus.log"
-    port = _free_port()
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                "--storage.tsdb.retention.time=100y",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+    flags = ("--storage.tsdb.retention.time=100y", "--log.level=warn")
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                tail = log_path.read_text(errors="replace")[-2000:]
-                raise EvalError(f"prometheus exited with {proc.returncode}: {tail}")
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise EvalError(f"prometheus not ready after {timeout_s} s")
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        with running_prometheus(
+            binary, config, workdir / "data", workdir / "prometheus.log", flags, timeout_s
+        ) as server:
+            yield server.url
+    except NotReady as exc:
+        raise EvalError(f"prometheus: {exc}") from None
 
 
 def _get(url: str) -> dict:

@@ -26,8 +26,9 @@ from streams.core import envelope
 from streams.core.changelog import MARKER
 from streams.core.processor import Outcome, PartitionProcessor, ProcessorConfig
 from streams.core.rooms import RoomConfig, RoomState, Tally
+from streams.core.sparkline import gmv_sparkline
 from streams.settings import Settings
-from streams.worker import store
+from streams.worker import screen, store
 from streams.worker.broker import Replication
 from streams.worker.deadletters import DeadLetters, Reference
 from streams.worker.ingest import Ingest, new_producer
@@ -65,6 +66,7 @@ class LivePulse:
                 retention=s.retention_windows,
                 products_per_window=s.products_per_window,
                 max_ids_per_window=s.dedup_max_ids_per_window,
+                rolling=s.rolling_windows,
             ),
             grace_ms=s.grace_ms,
             detector=s.detector,
@@ -84,6 +86,7 @@ class LivePulse:
         self._acking = 0  # envelopes the running flush covers
         self._flushed_at = time.monotonic()
         self._lookup: AIOKafkaConsumer | None = None
+        self.peers: screen.Peers  # set by screen.web_options: the other workers' URLs
         #: the room_id="__other__" counts of processors this worker no longer has
         self._retired_others = Tally()
         self.app = app = App(
@@ -120,6 +123,7 @@ class LivePulse:
             autodiscover=False,
             key_serializer="raw",
             value_serializer="raw",
+            **screen.web_options(self, s),  # TLS, credentials, forwards to the rooms' owners
         )
         self.table = app.Table("rooms", partitions=s.partitions, store=f"livepulse://{s.store}")
         # Faust derives a table's codecs from key_type/value_type (Records) and has already
@@ -140,8 +144,9 @@ class LivePulse:
                 self._unflushed,
             )
         )
-        self.exposition = RoomExposition(s.window_ms, s.metrics_max_rooms)
+        self.exposition = RoomExposition(s.window_ms, s.metrics_max_rooms, s.metrics_products)
         self._wire()
+        screen.install(self)  # the live screen: / and /screen/{room_id}
 
     # -- the worker's own producer -----------------------------------------------------------
     async def _producer(self) -> AIOKafkaProducer:
@@ -241,13 +246,16 @@ class LivePulse:
                     {
                         "room_id": state.room_id,
                         "currency": state.currency_code,
+                        "gmv_sparkline": gmv_sparkline(state, size),
                         "late_events": state.late_events,
                         "alerts": [] if state.detector is None else state.detector.firing(),
                         "last_closed": None if last is None else state.describe(last, size),
                         "open": None if current is None else state.describe(current, size),
+                        "session": state.session(),
+                        "rolling": state.rolling(self.config.room),
                     }
                 )
-                if i % 200 == 0:
+                if i % 50 == 0:
                     await asyncio.sleep(0)  # a big page must not hold up the agent
             next_after = rows[-1]["room_id"] if more else None
             return _json(web, {"rooms": rows, "next": next_after})
@@ -266,6 +274,8 @@ class LivePulse:
                     "late_events": state.late_events,
                     "alerts": [] if state.detector is None else state.detector.describe(size),
                     "windows": state.describe_all(size),
+                    "rolling": state.rolling(self.config.room),
+                    "session": state.session(),
                 },
             )
 
@@ -326,7 +336,7 @@ class LivePulse:
             self.metrics.envelopes_skipped.labels("failed").inc()
             log.exception("an envelope of partition %d could not be applied; skipped", partition)
             return None
-        self.metrics.record(out.tally, self.settings.source_topics)
+        self.metrics.record(out, self.settings.source_topics)
         return out
 
     async def _send_side_effects(self, partition: int, out: Outcome) -> None:
@@ -341,7 +351,6 @@ class LivePulse:
                     partition=partition,
                 )
             )
-            self.metrics.alerts.labels(alert.kind, alert.state).inc()
         if out.rejected:
             topics = self.settings.source_topics
             letters = await self._dead_letters()
@@ -349,8 +358,6 @@ class LivePulse:
                 Reference(topics[ev.src], partition, ev.offset, reason)
                 for ev, reason in out.rejected
             )
-            for ev, _ in out.rejected:
-                self.metrics.invalid.labels(topics[ev.src], "currency").inc()
 
     # -- the durability rule -----------------------------------------------------------------
     async def flush(self) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
+from streams.processes import stop
 from streams.settings import Settings
 from streams.worker.security import client_options
 
@@ -86,20 +87,10 @@ def start_embedded(
         if proc.poll() is not None:
             raise BrokerError(f"embedded broker exited with code {proc.returncode}")
         if time.monotonic() > deadline:
-            proc.kill()
+            stop(proc, 5)
             raise BrokerError("embedded broker did not listen within 15 s")
         time.sleep(0.05)
     return proc
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @contextlib.contextmanager
@@ -110,7 +101,7 @@ def embedded(
     try:
         yield proc
     finally:
-        stop(proc)
+        stop(proc, 5)
 
 
 def required_topics(settings: Settings) -> dict[str, int]:

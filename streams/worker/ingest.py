@@ -230,7 +230,7 @@ class Ingest:
     ) -> None:
         s = self.settings
         for tp, offset, reason in unreadable:
-            self.metrics.invalid.labels(tp.topic, "unreadable").inc()
+            self.metrics.read(tp.topic, 0, {"unreadable": 1})
             await letters.send(tp.topic, tp.partition, offset, None, b"", [], reason)
         max_skew_ms = s.max_skew_ms
         partitions = s.partitions
@@ -238,36 +238,39 @@ class Ingest:
         for tp, records in fetched.items():
             src = self._source[tp.topic]
             bucket = per_partition.setdefault(tp.partition, [])
-            self.metrics.consumed.labels(tp.topic).inc(len(records))
+            invalid: dict[str, int] = {}
             if records:
                 self.idle.read(tp, now_ms)
-            for rec in records:
-                try:
-                    bucket.append(
-                        decode(
-                            src,
+            try:
+                for rec in records:
+                    try:
+                        bucket.append(
+                            decode(
+                                src,
+                                rec.offset,
+                                rec.key,
+                                rec.value,
+                                now_ms,
+                                max_skew_ms,
+                                tp.partition,
+                                partitions,
+                            )
+                        )
+                    except InvalidRecord as bad:
+                        invalid[bad.category] = invalid.get(bad.category, 0) + 1
+                        if bad.category == "partition":
+                            self._warn_partitioner(tp.topic, tp.partition, bad.reason)
+                        await letters.send(
+                            tp.topic,
+                            tp.partition,
                             rec.offset,
                             rec.key,
                             rec.value,
-                            now_ms,
-                            max_skew_ms,
-                            tp.partition,
-                            partitions,
+                            list(rec.headers),
+                            bad.reason,
                         )
-                    )
-                except InvalidRecord as bad:
-                    self.metrics.invalid.labels(tp.topic, bad.category).inc()
-                    if bad.category == "partition":
-                        self._warn_partitioner(tp.topic, tp.partition, bad.reason)
-                    await letters.send(
-                        tp.topic,
-                        tp.partition,
-                        rec.offset,
-                        rec.key,
-                        rec.value,
-                        list(rec.headers),
-                        bad.reason,
-                    )
+            finally:
+                self.metrics.read(tp.topic, len(records), invalid)
         idle = self._idle_masks(consumer, now_ms)
         pending = []
         for partition in self.partitions:

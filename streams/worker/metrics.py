@@ -33,14 +33,26 @@ from prometheus_client.registry import Collector
 
 from streams.core.contract import OTHER
 from streams.core.currencies import CODE_OF_NUMBER, EXPONENT_OF_NUMBER
-from streams.core.funnel import DERIVED_FIELDS, Counts, derive
+from streams.core.funnel import (
+    DERIVED_FIELDS,
+    P_CLICKS,
+    P_GMV,
+    P_IMPRESSIONS,
+    P_PAID,
+    PEOPLE_DERIVED_FIELDS,
+    PEOPLE_FIELDS,
+    Counts,
+    derive,
+    derive_people,
+)
+from streams.core.processor import Outcome
 from streams.core.rooms import DUPLICATE_REASONS, RoomState, Tally, Window
 
 #: The label value of the aggregate of rooms beyond the export cap.
 OTHER_ROOMS = OTHER
 #: Series in money carry the room's currency as a label (``currency="CNY"``): a sum of GMV
 #: across rooms is a sum per currency.
-MONEY = frozenset({"gmv_cents", "refund_cents", "gpm", "aov"})
+MONEY = frozenset({"gmv_cents", "refund_cents", "gpm", "aov", "uv_value", "aov_per_buyer"})
 #: ... of which these are counted in minor units (the rest are derived, in major units).
 MINOR_UNITS = frozenset({"gmv_cents", "refund_cents"})
 
@@ -81,6 +93,71 @@ WINDOW_SERIES: tuple[tuple[str, str, float, str], ...] = (
     ("aov", "average_order_value", 1, "GMV / paid orders, currency units."),
     ("order_growth", "order_growth_ratio", 1, "Paid orders / previous window's - 1."),
     ("gmv_growth", "gmv_growth_ratio", 1, "GMV / previous window's GMV - 1."),
+    ("impression_users", "impression_users", 1, "Distinct users shown the room (HLL)."),
+    ("viewers", "viewers", 1, "Distinct users who entered (HLL; unique_viewers' new name)."),
+    (
+        "product_impression_users",
+        "product_impression_users",
+        1,
+        "Distinct users shown a product card (HLL).",
+    ),
+    ("clicker_users", "clickers", 1, "Distinct users who clicked a product card (HLL)."),
+    ("buyers", "buyers", 1, "Distinct users who paid an order (HLL)."),
+    ("enter_rate_users", "enter_users_ratio", 1, "Viewers / impression users."),
+    (
+        "ctr_users",
+        "click_through_users_ratio",
+        1,
+        "Clickers / product impression users.",
+    ),
+    ("click_to_buy_users", "click_to_buy_users_ratio", 1, "Buyers / clickers."),
+    ("conversion_rate_users", "conversion_users_ratio", 1, "Buyers / viewers."),
+    ("payment_success_rate", "payment_success_ratio", 1, "Paid orders / orders created."),
+    ("refund_rate", "refund_ratio", 1, "Refunds / paid orders."),
+    ("unpaid_orders", "unpaid_orders", 1, "Orders created - orders paid."),
+    ("uv_value", "uv_value", 1, "GMV / viewers (UV value), currency units."),
+    (
+        "aov_per_buyer",
+        "average_order_value_per_buyer",
+        1,
+        "GMV / buyers, currency units.",
+    ),
+    (
+        "watch_seconds_per_viewer",
+        "watch_seconds_per_viewer",
+        1,
+        "Watch time / viewers, seconds.",
+    ),
+    ("avg_watch_seconds", "average_watch_seconds", 1, "Watch time / exits, seconds."),
+    (
+        "online_viewers",
+        "online_viewers",
+        1,
+        "Enters - leaves so far (closed: at the window's end; open: now); a viewer without "
+        "a leave stays counted.",
+    ),
+    (
+        "online_viewers_peak",
+        "online_viewers_peak",
+        1,
+        "Highest online viewers at the end of a second with events in the window.",
+    ),
+)
+
+# (value of RoomState.session_extremes, metric suffix, help): per room, label room_id.
+SESSION_SERIES: tuple[tuple[int, str, str], ...] = (
+    (0, "viewers", "Distinct users who entered since the room's state began (HLL)."),
+    (1, "buyers", "Distinct users who paid since the room's state began (HLL)."),
+    (3, "online_viewers_peak", "Highest online viewers since the room's state began."),
+)
+
+# (column of a window's product row, metric suffix, money, help): the top products of each
+# exported room's last closed window, labels room_id and product_id.
+PRODUCT_SERIES: tuple[tuple[int, str, bool, str], ...] = (
+    (P_IMPRESSIONS, "impressions", False, "Product card impressions of the product."),
+    (P_CLICKS, "clicks", False, "Product card clicks of the product."),
+    (P_PAID, "orders_paid", False, "Paid orders of the product."),
+    (P_GMV, "gmv", True, "GMV of the product's paid orders, currency units."),
 )
 
 
@@ -192,8 +269,21 @@ class PipelineMetrics:
             for reason in DUPLICATE_REASONS:
                 self.duplicates.labels(topic, reason)
 
-    def record(self, tally: Tally, topics: Sequence[str]) -> None:
-        """Count what one batch did (``topics`` in the order of the source indexes)."""
+    def read(self, topic: str, records: int, invalid: Mapping[str, int]) -> None:
+        """Count what the ingest stage read of ``topic`` in one step, and dead-lettered by
+        reason."""
+        self.consumed.labels(topic).inc(records)
+        for reason, n in invalid.items():
+            self.invalid.labels(topic, reason).inc(n)
+
+    def record(self, out: Outcome, topics: Sequence[str]) -> None:
+        """Count what one batch did (``topics`` in the order of the source indexes): the one
+        place the stateful stage's outcome becomes counters."""
+        for alert in out.alerts:
+            self.alerts.labels(alert.kind, alert.state).inc()
+        for ev, _ in out.rejected:
+            self.invalid.labels(topics[ev.src], "currency").inc()
+        tally = out.tally
         for src, topic in enumerate(topics):
             if tally.applied[src]:
                 self.applied.labels(topic).inc(tally.applied[src])
@@ -340,9 +430,11 @@ class RoomExposition:
     or expire (which Prometheus would read as a counter reset).
     """
 
-    def __init__(self, size_ms: int, max_rooms: int) -> None:
+    def __init__(self, size_ms: int, max_rooms: int, products: int = 5) -> None:
         self.size_ms = size_ms
         self.max_rooms = max_rooms
+        #: products of each exported room with series of their own (LIVEPULSE_METRICS_PRODUCTS)
+        self.products = products
         #: True when the last scrape exported fewer rooms than there were (new rooms then
         #: start in the others, see PartitionProcessor.over_cap)
         self.over_cap = False
@@ -366,7 +458,7 @@ class RoomExposition:
         """The whole exposition at once (tests, tools); the worker uses :meth:`render_async`.
         ``others``: what the rooms flagged ``in_others`` applied (the processors' sum)."""
         rooms = self.select(list(states))
-        text = _Text(self.size_ms)
+        text = _Text(self.size_ms, self.products)
         for state in rooms:
             text.add(state)
         text.add_others(others)
@@ -377,7 +469,7 @@ class RoomExposition:
     ) -> str:
         """Like :meth:`render`, yielding to the event loop every ``chunk`` rooms."""
         rooms = self.select(list(states))
-        text = _Text(self.size_ms)
+        text = _Text(self.size_ms, self.products)
         for i, state in enumerate(rooms, 1):
             text.add(state)
             if i % chunk == 0:
@@ -398,8 +490,19 @@ def _escape(value: str) -> str:
 
 _TOTAL_NAMES = [f"livepulse_room_{suffix}_total" for _, suffix, _, _ in TOTAL_SERIES]
 _WINDOW_NAMES = [f"livepulse_room_window_{suffix}" for _, suffix, _, _ in WINDOW_SERIES]
-# A window's values in one list: Counts' fields in order, unique viewers, then derived ones.
-_WINDOW_VALUE_KEYS = [*Counts.__struct_fields__, "unique_viewers", *DERIVED_FIELDS]
+_SESSION_NAMES = [f"livepulse_room_session_{suffix}" for _, suffix, _ in SESSION_SERIES]
+_PRODUCT_NAMES = [f"livepulse_product_window_{suffix}" for _, suffix, _, _ in PRODUCT_SERIES]
+# A window's values in one list: Counts' fields in order, unique viewers, derived ones, the
+# people, what is derived from them, online viewers and their peak.
+_WINDOW_VALUE_KEYS = [
+    *Counts.__struct_fields__,
+    "unique_viewers",
+    *DERIVED_FIELDS,
+    *PEOPLE_FIELDS,
+    *PEOPLE_DERIVED_FIELDS,
+    "online_viewers",
+    "online_viewers_peak",
+]
 
 
 class _Text:
@@ -411,8 +514,11 @@ class _Text:
     order yet has no money samples.
     """
 
-    def __init__(self, size_ms: int) -> None:
+    def __init__(self, size_ms: int, products: int = 5) -> None:
         self.size_ms = size_ms
+        self.products = products
+        self.session: list[list[str]] = [[] for _ in SESSION_SERIES]
+        self.product_lines: list[list[str]] = [[] for _ in PRODUCT_SERIES]
         self.totals: list[list[str]] = [[] for _ in TOTAL_SERIES]
         self.late: list[str] = []
         self.windows: list[list[str]] = [[] for _ in WINDOW_SERIES]
@@ -446,9 +552,40 @@ class _Text:
                 self.alerts.append(
                     f'livepulse_room_alert_active{{kind="{kind}",room_id="{room}"}} 1'
                 )
-        for label, window in (("closed", state.last_closed()), ("open", state.current_open())):
+        last = state.last_closed()
+        for label, window in (("closed", last), ("open", state.current_open())):
             if window is not None:
                 self._add_window(room, label, code, state, window)
+        extremes = state.session_extremes()
+        labels = f'{{room_id="{room}"}} '
+        for lines, name, (index, _, _) in zip(
+            self.session, _SESSION_NAMES, SESSION_SERIES, strict=True
+        ):
+            if extremes[index] is not None:
+                lines.append(f"{name}{labels}{extremes[index]}")
+        if last is not None and self.products:
+            self._add_products(room, code, state.exponent, last)
+
+    def _add_products(self, room: str, code: str | None, exponent: int, w: Window) -> None:
+        """The window's top products by GMV, then clicks, then id (``__other__`` is none)."""
+        rows = w.product_rows()
+        if not rows:
+            return
+        top = heapq.nsmallest(
+            self.products,
+            ((p, r) for p, r in rows.items() if p != OTHER),
+            key=lambda item: (-item[1][P_GMV], -item[1][P_CLICKS], item[0]),
+        )
+        for product, row in top:
+            plain = f'{{product_id="{_escape(product)}",room_id="{room}"}} '
+            money = f'{{currency="{code}",product_id="{_escape(product)}",room_id="{room}"}} '
+            for lines, name, (column, _, is_money, _) in zip(
+                self.product_lines, _PRODUCT_NAMES, PRODUCT_SERIES, strict=True
+            ):
+                if not is_money:
+                    lines.append(f"{name}{plain}{row[column]}")
+                elif code is not None:
+                    lines.append(f"{name}{money}{row[column] / 10**exponent}")
 
     def add_others(self, others: Tally | None) -> None:
         """The ``__other__`` aggregate: counters only, the money ones per currency."""
@@ -486,10 +623,18 @@ class _Text:
         prev_orders, prev_gmv = state.previous(w, self.size_ms)
         exponent = state.exponent
         derived = derive(w.counts, prev_orders, prev_gmv, exponent)
+        people = w.people_now()
+        named = dict(zip(PEOPLE_FIELDS, people, strict=True))
+        per_person = derive_people(w.counts, named, exponent)
+        online_end, online_peak, _ = state.online_values(w)
         values = [
             *msgspec.structs.astuple(w.counts),
-            w.viewers(),
+            people[1],
             *(derived[key] for key in DERIVED_FIELDS),
+            *people,
+            *(per_person[key] for key in PEOPLE_DERIVED_FIELDS),
+            online_end,
+            online_peak,
         ]
         plain = f'{{room_id="{room}",window="{label}"}} '
         money = f'{{currency="{code}",room_id="{room}",window="{label}"}} '
@@ -530,6 +675,14 @@ class _Text:
             "Start of the window.",
             self.starts,
         )
+        for lines, name, (_, _, doc) in zip(
+            self.session, _SESSION_NAMES, SESSION_SERIES, strict=True
+        ):
+            _family(out, name, "gauge", doc, lines)
+        for lines, name, (_, _, _, doc) in zip(
+            self.product_lines, _PRODUCT_NAMES, PRODUCT_SERIES, strict=True
+        ):
+            _family(out, name, "gauge", doc, lines)
         _family(
             out,
             "livepulse_room_alert_active",

@@ -356,3 +356,20 @@ def test_decode_is_total(
         assert bad.category in contract.CATEGORIES and bad.category != "internal", bad.reason
     else:
         assert isinstance(ev, Ev) and 0 <= ev.ts <= NOW + SKEW
+
+
+def test_every_kind_keeps_its_user_and_every_product_kind_its_product() -> None:
+    """The people of each funnel stage and the per-product columns need them (issue 15)."""
+    cases = [
+        (Source.VIEWS, {"type": "impression"}, ""),
+        (Source.VIEWS, {"type": "enter"}, ""),
+        (Source.VIEWS, {"type": "leave", "watch_ms": 5}, ""),
+        (Source.CLICKS, {"type": "product_impression", "product_id": "p9"}, "p9"),
+        (Source.CLICKS, {"type": "product_click", "product_id": "p9"}, "p9"),
+        (Source.ORDERS, {"type": "created", **ORDER}, "p1"),
+        (Source.ORDERS, {"type": "paid", **ORDER}, "p1"),
+        (Source.ORDERS, {"type": "refunded", **ORDER}, "p1"),
+    ]
+    for src, fields, product in cases:
+        ev = _decode(src, {**BASE, **fields})
+        assert (ev.user, ev.product) == ("u1", product), fields

@@ -14,29 +14,37 @@ from streams.core.contract import Ev, Kind, fingerprint
 from streams.core.currencies import CURRENCIES
 from streams.core.processor import PartitionProcessor
 from tests.support import scenario
-from tests.support.events import assert_windows_equal, number_by_topic
-from tests.support.harness import BASE, CNY, FLUSH_AT, Harness, flush
+from tests.support.events import (
+    BASE,
+    CNY,
+    FLUSH_AT,
+    assert_windows_equal,
+    flush,
+    number_by_topic,
+    one_partition,
+)
 
 
 def test_hand_computed_scenario() -> None:
     bodies = [body for _, body in scenario.events("r1", BASE)]
-    h = Harness()
-    h.feed(number_by_topic(bodies))
-    h.feed(flush([100, 100, 100]))
-    room = h.table["r1"]
-    assert_windows_equal(room.describe_all(60_000), scenario.expected_closed_windows(BASE))
+    w = one_partition()
+    outs = [w.apply(0, number_by_topic(bodies)), w.apply(0, flush([100, 100, 100]))]
+    room = w.processors[0].rooms["r1"]
+    assert_windows_equal(room.describe_all(60_000), scenario.expected_windows(BASE))
+    assert_windows_equal([room.session()], [scenario.expected_session(BASE)])
     assert room.late_events == scenario.EXPECTED_LATE
     assert room.currency_code == "CNY"
-    assert h.closed == 3
+    assert sum(out.tally.windows_closed for out in outs) == 3
 
 
 def test_same_input_in_single_event_batches_gives_the_same_windows() -> None:
     bodies = [body for _, body in scenario.events("r1", BASE)]
-    h = Harness()
+    w = one_partition()
     for ev in number_by_topic(bodies):
-        h.feed([ev])
-    h.feed(flush([100, 100, 100]))
-    assert_windows_equal(h.table["r1"].describe_all(60_000), scenario.expected_closed_windows(BASE))
+        w.apply(0, [ev])
+    w.apply(0, flush([100, 100, 100]))
+    windows = w.processors[0].rooms["r1"].describe_all(60_000)
+    assert_windows_equal(windows, scenario.expected_windows(BASE))
 
 
 def _logs(seed: int) -> list[list[Ev]]:
@@ -96,19 +104,25 @@ def _batches(merged: list[Ev], rng: random.Random) -> list[list[Ev]]:
 
 
 def _result(proc: PartitionProcessor) -> dict:
+    """What the rooms show: closed windows, and the session and rolling blocks."""
     return {
-        room: (state.late_events, [w for w in state.describe_all(60_000) if w["closed"]])
+        room: (
+            state.late_events,
+            [w for w in state.describe_all(60_000) if w["closed"]],
+            state.session(),
+            state.rolling(proc.config.room),
+        )
         for room, state in sorted(proc.rooms.items())
         if room != "flush"
     }
 
 
 def _run(logs: list[list[Ev]], rng: random.Random) -> dict:
-    h = Harness(retention=1000)
+    w = one_partition(retention=1000)
     for batch in _batches(_merge(logs, rng), rng):
-        h.feed(batch)
-    h.feed(flush([len(log) for log in logs]))
-    return _result(h.proc)
+        w.apply(0, batch)
+    w.apply(0, flush([len(log) for log in logs]))
+    return _result(w.processors[0])
 
 
 @settings(max_examples=60, deadline=None)
@@ -118,7 +132,7 @@ def test_topic_interleaving_does_not_change_closed_windows(seed: int, a: int, b:
     first = _run(logs, random.Random(a))
     second = _run(logs, random.Random(b))
     assert first == second
-    assert sum(len(windows) for _, windows in first.values()) > 0
+    assert sum(len(shown[1]) for shown in first.values()) > 0
 
 
 @settings(max_examples=80, deadline=None)
@@ -135,81 +149,83 @@ def test_a_crash_anywhere_in_the_changelog_counts_nothing_twice_and_loses_nothin
     batches = _batches(_merge(logs, rng), rng)
     once = _run(logs, random.Random(order))
 
-    h = Harness(retention=1000)
+    w = one_partition(retention=1000)
     crash_after = data.draw(st.integers(1, len(batches)), label="crash after envelope")
     for batch in batches[:crash_after]:
-        h.feed(batch)
+        w.apply(0, batch)
         if rng.random() < 0.4:
-            h.flush()
+            w.flush()
     if rng.random() < 0.5:
-        h.flush()
-    cut = data.draw(st.integers(0, len(h.log)), label="changelog records that survive")
-    complete = [covered for end, covered in h.flushes if end <= cut]
+        w.flush()
+    cut = data.draw(st.integers(0, len(w.changelog[0])), label="changelog records that survive")
+    complete = [covered for end, covered in w.flushes[0] if end <= cut]
     # Faust commits only what a complete flush acknowledged, possibly less
     committed = data.draw(st.sampled_from([0, *complete]), label="committed envelopes")
-    h.proc = h.recover(cut)
+    w.restart(0, cut)
     for batch in batches[committed:]:
-        h.feed(batch)
-    h.feed(flush([len(log) for log in logs]))
-    assert _result(h.proc) == once
+        w.apply(0, batch)
+    w.apply(0, flush([len(log) for log in logs]))
+    assert _result(w.processors[0]) == once
 
 
 def test_duplicates_count_once_by_event_id_per_window_and_by_order_id() -> None:
-    h = Harness()
+    w = one_partition()
+    rooms = w.processors[0].rooms
     enter = Ev(0, 0, BASE + 1_000, "r", int(Kind.ENTER), "u1", eid=fingerprint("e1"))
     paid = Ev(2, 0, BASE + 2_000, "r", int(Kind.ORDER_PAID), "", 990, "", 7, 11, CNY)
-    h.feed([enter, msgspec.structs.replace(enter, offset=1)])  # resent: counted once
-    h.feed([msgspec.structs.replace(enter, offset=2, ts=BASE + 61_000)])  # another window
-    h.feed([paid, msgspec.structs.replace(paid, offset=1, eid=8)])  # callback repeated
+    w.apply(0, [enter, msgspec.structs.replace(enter, offset=1)])  # resent: counted once
+    w.apply(0, [msgspec.structs.replace(enter, offset=2, ts=BASE + 61_000)])  # another window
+    w.apply(0, [paid, msgspec.structs.replace(paid, offset=1, eid=8)])  # callback repeated
     refund = msgspec.structs.replace(paid, offset=2, eid=9, kind=int(Kind.ORDER_REFUNDED))
-    h.feed([refund, msgspec.structs.replace(refund, offset=3, eid=10)])
-    out = h.proc.process([msgspec.structs.replace(paid, offset=4, eid=12)], None, 0)
+    w.apply(0, [refund, msgspec.structs.replace(refund, offset=3, eid=10)])
+    out = w.apply(0, [msgspec.structs.replace(paid, offset=4, eid=12)])
     assert out.tally.duplicates == {
         "offset": [0, 0, 0],
         "event_id": [0, 0, 0],
         "order_id": [0, 0, 1],
     }
-    first, second = (h.table["r"].open[s].counts for s in sorted(h.table["r"].open))
+    first, second = (rooms["r"].open[s].counts for s in sorted(rooms["r"].open))
     assert (first.enters, second.enters) == (1, 1)
     assert (first.orders_paid, first.gmv_cents, first.refunds) == (1, 990, 1)
 
 
 def test_a_payment_is_counted_again_only_beyond_the_retained_windows() -> None:
-    h = Harness(retention=3)
+    w = one_partition(retention=3)
     paid = Ev(2, 0, BASE, "r", int(Kind.ORDER_PAID), "", 100, "", 1, 11, CNY)
-    h.feed([paid])
+    w.apply(0, [paid])
     again = [
         msgspec.structs.replace(paid, offset=n, eid=100 + n, ts=BASE + n * 60_000)
         for n in range(1, 6)
     ]
-    outs = [h.proc.process([ev], None, 0b011) for ev in again]  # views/clicks idle
+    outs = [w.apply(0, [ev], None, 0b011) for ev in again]  # views/clicks idle
     assert [o.tally.duplicates["order_id"][2] for o in outs] == [1, 1, 1, 0, 1]
 
 
 def test_an_order_in_another_currency_is_rejected_and_applied_nowhere() -> None:
-    h = Harness()
+    w = one_partition()
+    rooms = w.processors[0].rooms
     cny = Ev(2, 0, BASE, "r", int(Kind.ORDER_CREATED), "", 100, "p", 1, 0, CNY)
     usd = msgspec.structs.replace(cny, offset=1, eid=2, currency=CURRENCIES["USD"][0])
-    out = h.proc.process([cny, usd], None, 0)
+    out = w.apply(0, [cny, usd])
     assert [(ev.offset, reason.split(":")[0]) for ev, reason in out.rejected] == [(1, "currency")]
     assert "USD" in out.rejected[0][1] and "CNY" in out.rejected[0][1]
-    assert h.table["r"].open[BASE].counts.orders_created == 1
+    assert rooms["r"].open[BASE].counts.orders_created == 1
     # a room whose first order is rejected elsewhere has no window for it
-    h.proc.process([msgspec.structs.replace(usd, room="s", offset=2, eid=3)], None, 0)
-    assert h.table["s"].currency_code == "USD"
+    w.apply(0, [msgspec.structs.replace(usd, room="s", offset=2, eid=3)])
+    assert rooms["s"].currency_code == "USD"
 
 
 def test_changelog_records_come_in_an_order_any_prefix_of_which_is_consistent() -> None:
-    h = Harness(retention=2)
+    w = one_partition(retention=2)
     bodies = [body for _, body in scenario.events("r1", BASE)]
-    h.feed(number_by_topic(bodies))
-    h.feed(flush([100, 100, 100]))
-    h.flush()
-    h.feed(flush([200, 200, 200], at=FLUSH_AT + 60 * 60_000))  # r1 expires
-    h.flush()
-    ends = [end for end, _ in h.flushes]
+    w.apply(0, number_by_topic(bodies))
+    w.apply(0, flush([100, 100, 100]))
+    w.flush()
+    w.apply(0, flush([200, 200, 200], at=FLUSH_AT + 60 * 60_000))  # r1 expires
+    w.flush()
+    ends = [end for end, _ in w.flushes[0]]
     for start, end in zip([0, *ends[:-1]], ends, strict=True):
-        records = h.log[start:end]
+        records = w.changelog[0][start:end]
         kinds = [
             "marker"
             if key == MARKER
@@ -226,10 +242,10 @@ def test_changelog_records_come_in_an_order_any_prefix_of_which_is_consistent() 
         assert kinds == sorted(kinds, key=order.index), kinds
         assert kinds[-2:] == ["clock", "marker"]
     # the expired room's records are all deleted
-    survivors = h.recover(len(h.log))
+    survivors = w.restart(0)
     assert "r1" not in survivors.rooms
     table: dict[str, bytes] = {}
-    for key, value in h.log:
+    for key, value in w.changelog[0]:
         if value is None:
             table.pop(key, None)
         else:
@@ -239,7 +255,8 @@ def test_changelog_records_come_in_an_order_any_prefix_of_which_is_consistent() 
 
 
 def test_rooms_expire_after_retention_and_closed_windows_are_capped() -> None:
-    h = Harness(retention=3)
+    w = one_partition(retention=3)
+    rooms = w.processors[0].rooms
     offsets = [0, 0, 0]
 
     def at(ts: int, room: str) -> list[Ev]:
@@ -252,26 +269,28 @@ def test_rooms_expire_after_retention_and_closed_windows_are_capped() -> None:
         return evs
 
     for minute in range(6):
-        h.feed(at(BASE + minute * 60_000, "busy"))
-    busy = h.table["busy"]
-    closed = [w for w in busy.describe_all(60_000) if w["closed"]]
+        w.apply(0, at(BASE + minute * 60_000, "busy"))
+    busy = rooms["busy"]
+    closed = [win for win in busy.describe_all(60_000) if win["closed"]]
     # watermark = BASE + 5 min - 5 s: windows 0..3 closed, only the newest 3 kept
-    assert [w["window_start"] for w in closed] == [BASE + m * 60_000 for m in (1, 2, 3)]
+    assert [win["window_start"] for win in closed] == [BASE + m * 60_000 for m in (1, 2, 3)]
     # "busy" goes quiet; another room moves the watermark past busy's newest window + 3 windows
     # busy's newest window ends at BASE+6m; it expires when the watermark reaches 6m + 3 windows
-    h.feed(at(BASE + 9 * 60_000, "other"))  # watermark 9m - 5 s
-    assert "busy" in h.table
-    h.feed(at(BASE + 9 * 60_000 + 5_000, "other"))  # watermark 9m
-    assert "busy" not in h.table
-    assert "other" in h.table
+    w.apply(0, at(BASE + 9 * 60_000, "other"))  # watermark 9m - 5 s
+    assert "busy" in rooms
+    w.apply(0, at(BASE + 9 * 60_000 + 5_000, "other"))  # watermark 9m
+    assert "busy" not in rooms
+    assert "other" in rooms
 
 
 def test_event_for_a_window_closed_by_the_idle_rule_is_late_not_applied() -> None:
-    h = Harness()
-    h.feed([Ev(0, 0, BASE + 1000, "r", int(Kind.ENTER), "u1")])
-    h.feed([Ev(1, 0, BASE + 1000, "r", int(Kind.PRODUCT_CLICK))])
+    w = one_partition()
+    rooms = w.processors[0].rooms
+    w.apply(0, [Ev(0, 0, BASE + 1000, "r", int(Kind.ENTER), "u1")])
+    w.apply(0, [Ev(1, 0, BASE + 1000, "r", int(Kind.PRODUCT_CLICK))])
     # orders never speak; the ingest stage declares them idle, and they stop holding it
-    out = h.proc.process(
+    out = w.apply(
+        0,
         [
             Ev(0, 1, BASE + 70_000, "r", int(Kind.ENTER), "u2"),
             Ev(1, 1, BASE + 70_000, "r", int(Kind.PRODUCT_CLICK)),
@@ -281,8 +300,8 @@ def test_event_for_a_window_closed_by_the_idle_rule_is_late_not_applied() -> Non
     )
     assert out.tally.windows_closed == 1
     # an order within grace of its own topic, but for the window the idle rule closed
-    out = h.proc.process([Ev(2, 0, BASE + 2000, "r", int(Kind.ORDER_PAID), "", 100)], None, 0)
+    out = w.apply(0, [Ev(2, 0, BASE + 2000, "r", int(Kind.ORDER_PAID), "", 100)])
     assert out.tally.late_closed == [0, 0, 1]
-    first = h.table["r"].describe_all(60_000)[0]
+    first = rooms["r"].describe_all(60_000)[0]
     assert (first["closed"], first["orders_paid"], first["enters"]) == (True, 0, 1)
-    assert h.table["r"].late_events == 1
+    assert rooms["r"].late_events == 1

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import random
 
+import msgspec
+from datasketches import hll_sketch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.core.changelog import window_key
 from streams.core.contract import ID_MAX_LENGTH, OTHER, Ev, Kind
-from streams.core.rooms import RoomConfig, RoomState, Tally
+from streams.core.funnel import PEOPLE_FIELDS, Counts
+from streams.core.rooms import RoomConfig, RoomState, Tally, WindowRecord
 
 CONFIG = RoomConfig(size_ms=60_000, retention=60)
 
@@ -42,8 +49,8 @@ def test_unique_viewers_within_two_percent_for_a_big_room() -> None:
     window = room.open[0]
     assert abs(window.viewers() - truth) / truth < 0.02
     room.close_until(60_000, CONFIG)
-    assert abs(window.unique_viewers - truth) / truth < 0.02
-    assert window.sketch is None
+    assert abs(window.viewers() - truth) / truth < 0.02
+    assert window.sketches is None and window.packed is not None  # compact, for rolling
 
 
 def test_small_rooms_count_viewers_exactly() -> None:
@@ -125,13 +132,9 @@ def test_product_counts_per_window_match_the_events_and_are_kept_in_its_record()
     assert room.closed[-1].products == truth[0]  # the detector judges it after this close
     room.close_until(180_000, CONFIG)
     assert [w.products for w in room.closed] == [truth[0], truth[60_000], truth[120_000]]
-    table: dict[str, bytes] = {}
-    before, head, _ = room.changes()
-    # once written, only the records keep them
-    assert [w.products for w in room.closed] == [None, None, None]
-    windows = [value for key, value in before if "\x1fw\x1f" in key]
-    assert len(windows) == 3 and head is not None
-    del table
+    # closed windows keep them (the rooms API shows them), and so do their records
+    restored = round_trip(room)
+    assert [w.products for w in restored.closed] == [truth[0], truth[60_000], truth[120_000]]
 
 
 def test_a_window_names_a_bounded_number_of_products() -> None:
@@ -183,3 +186,299 @@ def test_dedup_memory_is_bounded_per_window() -> None:
     tally = apply(room, events, config)
     assert tally.untracked_ids == 200 and room.open[0].counts.impressions == 300
     assert len(room.open[0].ids) == 100  # type: ignore[arg-type]
+
+
+# -- issue 15: people, online, products, rolling and session -------------------------------
+
+_SRC = {0: 0, 1: 0, 2: 0, 3: 1, 4: 1, 5: 2, 6: 2, 7: 2}
+
+
+def _ev(offset: int, second: float, kind: Kind, user: str = "u", **extra: object) -> Ev:
+    """An event of room "r" at ``second`` s (orders in CNY)."""
+    currency = 156 if kind >= Kind.ORDER_CREATED else 0
+    fields: dict = {"value": 0, "product": "", "eid": 0, "oid": 0, "currency": currency, **extra}
+    return Ev(_SRC[int(kind)], offset, int(second * 1000), "r", int(kind), user, **fields)
+
+
+def _feed(room: RoomState, events: list[Ev], config: RoomConfig = CONFIG) -> None:
+    room.apply([(ev, False) for ev in events], config, None, Tally(), [])
+
+
+def test_online_follows_event_time_across_two_open_windows_in_any_arrival_order() -> None:
+    room = RoomState("r", 0)
+    # window 1 [60 s, 120 s) hears first: two enters at 61 s, a leave at 62 s
+    _feed(room, [_ev(0, 61, Kind.ENTER, "a"), _ev(1, 61.5, Kind.ENTER, "b")])
+    _feed(room, [_ev(2, 62, Kind.LEAVE, "a")])
+    # then window 0 [0, 60 s), out of order: an enter at 50 s, one at 10 s, a leave at 30 s
+    _feed(room, [_ev(3, 50, Kind.ENTER, "c"), _ev(4, 10, Kind.ENTER, "d")])
+    _feed(room, [_ev(5, 30, Kind.LEAVE, "d"), _ev(6, 20, Kind.IMPRESSION, "e")])
+    w0, w1 = (room.open[s] for s in (0, 60_000))
+    # window 0 alone: 10 s -> 1, 20 s -> 1, 30 s -> 0, 50 s -> 1
+    assert room.online_values(w0) == (1, 1, 10_000)
+    # window 1 starts where window 0 ends (1): 61 s -> 3, 62 s -> 2
+    assert room.online_values(w1) == (2, 3, 61_000)
+    assert room.online_now() == 2
+    room.close_until(60_000, CONFIG)
+    assert room.online_values(w0) == (1, 1, 10_000) and room.online_base == 1
+    assert room.online_values(w1) == (2, 3, 61_000)
+    room.close_until(120_000, CONFIG)
+    assert room.describe(w1, 60_000)["online_peak"] == 3 and room.online_base == 2
+    assert room.session()["online_peak"] == 3 and room.session()["online_peak_at"] == 61_000
+
+
+def test_a_viewer_without_a_leave_stays_online_and_negative_counts_show_as_zero() -> None:
+    room = RoomState("r", 0)
+    _feed(room, [_ev(0, 1, Kind.LEAVE, "x"), _ev(1, 2, Kind.LEAVE, "y"), _ev(2, 3, Kind.ENTER)])
+    room.close_until(60_000, CONFIG)
+    _feed(room, [_ev(3, 61, Kind.ENTER, "z"), _ev(4, 62, Kind.ENTER, "w")])
+    room.close_until(180_000, CONFIG)
+    # -1, -2, -1 in window 0: shown as 0, its peak 0 at its first second; then 0, 1
+    assert [room.online_values(w) for w in room.closed] == [(0, 0, 1_000), (1, 1, 62_000)]
+    _feed(room, [_ev(5, 200, Kind.IMPRESSION)])  # no leave ever came: still online
+    assert room.session()["online_now"] == 1
+
+
+def test_peak_gmv_window_is_the_first_of_the_highest() -> None:
+    room = RoomState("r", 0)
+    assert room.session()["peak_gmv_window_start"] is None
+    paid = Kind.ORDER_PAID
+    _feed(room, [_ev(0, 1, paid, oid=1, value=500), _ev(1, 61, paid, oid=2, value=900)])
+    _feed(room, [_ev(2, 121, paid, oid=3, value=900), _ev(3, 181, paid, oid=4, value=900)])
+    room.close_until(180_000, CONFIG)  # 0..2 closed, the open one ties
+    s = room.session()
+    assert (s["peak_gmv_window_start"], s["peak_gmv_cents"]) == (60_000, 900)
+    _feed(room, [_ev(4, 182, paid, oid=5, value=1)])  # the open window goes ahead
+    s = room.session()
+    assert (s["peak_gmv_window_start"], s["peak_gmv_cents"]) == (180_000, 901)
+
+
+def test_people_per_stage_count_each_user_once() -> None:
+    room = RoomState("r", 0)
+    product = {"product": "p"}
+    events = [
+        _ev(0, 1, Kind.IMPRESSION, "a"),
+        _ev(1, 1, Kind.IMPRESSION, "b"),
+        _ev(2, 2, Kind.IMPRESSION, "a"),
+        _ev(3, 3, Kind.ENTER, "a"),
+        _ev(4, 4, Kind.ENTER, "a"),
+        _ev(5, 5, Kind.PRODUCT_IMPRESSION, "a", **product),
+        _ev(6, 6, Kind.PRODUCT_CLICK, "a", **product),
+        _ev(7, 7, Kind.PRODUCT_CLICK, "a", **product),
+        _ev(8, 8, Kind.ORDER_CREATED, "a", value=100, **product),
+        _ev(9, 9, Kind.ORDER_PAID, "a", value=100, oid=1, **product),
+        _ev(10, 9, Kind.ORDER_PAID, "c", value=100, oid=2, **product),  # paid, never entered
+    ]
+    _feed(room, events)
+    view = room.describe(room.open[0], 60_000)
+    people = [view[k] for k in PEOPLE_FIELDS]
+    assert people == [2, 1, 1, 1, 2] and view["unique_viewers"] == 1
+    assert (view["conversion_rate_users"], view["click_to_buy_users"]) == (2.0, 2.0)
+    room.close_until(60_000, CONFIG)
+    assert [room.describe(room.closed[0], 60_000)[k] for k in PEOPLE_FIELDS] == people
+
+
+def test_closed_windows_keep_the_top_products_by_gmv_and_sum_the_rest() -> None:
+    config = RoomConfig(size_ms=60_000, products_per_window=2)
+    room = RoomState("r", 0)
+    events, n = [], 0
+    for product, clicks, paid in [("a", 3, 0), ("b", 1, 2), ("c", 5, 1), ("d", 9, 0)]:
+        for _ in range(clicks):
+            events.append(_ev(n, 1, Kind.PRODUCT_CLICK, product=product))
+            n += 1
+        for _ in range(paid):
+            events.append(_ev(n, 2, Kind.ORDER_PAID, product=product, value=300, oid=n))
+            n += 1
+    events.append(_ev(n, 3, Kind.ORDER_REFUNDED, product="d", value=10, oid=n))
+    _feed(room, events, config)
+    shown = [p["product_id"] for p in room.describe(room.open[0], 60_000)["products"]]
+    assert shown == ["b", "c", "d", "a"]  # open: all of them (below 4 x 2)
+    room.close_until(60_000, config)
+    products = room.describe(room.closed[0], 60_000)["products"]
+    assert [p["product_id"] for p in products] == ["b", "c", OTHER]
+    other = products[-1]
+    assert (other["product_clicks"], other["orders_paid"], other["refunds"]) == (12, 0, 1)
+    assert (other["ctr"], other["click_to_order_rate"]) == (None, 0.0)
+
+
+def test_rolling_spans_merge_the_windows_they_hold_and_skip_gaps() -> None:
+    config = RoomConfig(size_ms=60_000, retention=4, rolling=(2,))
+    room = RoomState("r", 0)
+    assert room.rolling(config) == {"2": None}
+    # windows 0, 1 and 3 (window 2 had no event); users overlap across windows
+    _feed(room, [_ev(0, 1, Kind.ENTER, "a"), _ev(1, 2, Kind.ENTER, "b")], config)
+    _feed(room, [_ev(2, 61, Kind.ENTER, "a"), _ev(3, 62, Kind.LEAVE, "b", value=4000)], config)
+    _feed(room, [_ev(4, 181, Kind.ENTER, "c"), _ev(5, 182, Kind.ENTER, "a")], config)
+    room.close_until(240_000, config)
+    block = room.rolling(config)["2"]
+    current, previous, change = block["current"], block["previous"], block["change"]
+    assert (current["span_start"], current["span_end"], current["windows"]) == (
+        120_000,
+        240_000,
+        1,
+    )
+    assert (previous["span_start"], previous["span_end"], previous["windows"]) == (0, 120_000, 2)
+    assert (previous["enters"], previous["viewers"], previous["unique_viewers"]) == (3, 2, 2)
+    assert (current["enters"], current["viewers"]) == (2, 2)
+    # online: 1, 2 in window 0; 3, 2 in window 1; 3, 4 in window 3
+    assert (previous["online_end"], previous["online_peak"], previous["online_peak_at"]) == (
+        2,
+        3,
+        61_000,
+    )
+    assert (current["online_end"], current["online_peak"], current["online_peak_at"]) == (
+        4,
+        4,
+        182_000,
+    )
+    assert previous["avg_watch_seconds"] == 4.0 and current["avg_watch_seconds"] is None
+    assert change["enters"] == 2 / 3 - 1 and change["viewers"] == 0.0
+    assert change["online_peak"] == 4 / 3 - 1 and "online_peak_at" not in change
+    assert change["leaves"] == -1.0
+    assert change["impressions"] is None  # 0 before: no change to speak of
+    assert "order_growth" not in current and "windows" not in change
+
+
+def test_the_session_outlives_retention_and_old_windows_drop_their_sketches() -> None:
+    config = RoomConfig(size_ms=60_000, retention=3, rolling=(1,))
+    room = RoomState("r", 0)
+    for n in range(5):  # window n: user n enters, user "x" enters every time and pays once
+        _feed(room, [_ev(2 * n, 60 * n + 1, Kind.ENTER, f"u{n}")], config)
+        _feed(room, [_ev(2 * n + 1, 60 * n + 2, Kind.ENTER, "x")], config)
+    _feed(room, [_ev(10, 3, Kind.ORDER_PAID, "x", oid=1, value=5)], config)
+    room.close_until(300_000, config)
+    assert [w.start for w in room.closed] == [120_000, 180_000, 240_000]
+    assert [w.packed is not None for w in room.closed] == [False, True, True]
+    copy = round_trip(room, config)
+    for state in (room, copy):
+        session = state.session()
+        assert (session["viewers"], session["buyers"], session["enters"]) == (6, 1, 10)
+        assert session["online_now"] == 10 and session["online_peak_at"] == 242_000
+    assert [w.packed is not None for w in copy.closed] == [False, True, True]
+    assert copy.rolling(config) == room.rolling(config)
+
+
+def test_rooms_written_by_the_previous_version_still_restore() -> None:
+    """A room record and window records as the version before issue 15 wrote them."""
+
+    class OldWindow(msgspec.Struct, array_like=True):
+        start: int
+        closed: bool
+        counts: Counts
+        unique_viewers: int
+        sketch: bytes | None
+        prev_orders_paid: int | None
+        prev_gmv_cents: int | None
+        products: dict[str, list[int]] | None
+        id_chunks: int = 0
+        order_chunks: int = 0
+
+    class OldRoom(msgspec.Struct, array_like=True):
+        partition: int
+        applied: list[int]
+        late_events: int
+        last_ts: int
+        windows: list[list[int]]
+        closed_totals: Counts | None = None
+        detector: None = None
+        currency: int = 0
+
+    sketch = hll_sketch(14)
+    sketch.update("a")
+    sketch.update("b")
+    encode = msgspec.msgpack.encode
+    closed = OldWindow(0, True, Counts(enters=3), 2, None, 0, 0, {"p": [4, 1]})
+    open_ = OldWindow(
+        60_000, False, Counts(enters=2), 0, sketch.serialize_compact(), None, None, None
+    )
+    parts = {
+        window_key("r", 0, 0): encode(closed),
+        window_key("r", 60_000, 0): encode(open_),
+    }
+    room_record = OldRoom(0, [5, -1, -1], 0, 61_000, [[0, 0], [60_000, 0]], Counts(enters=3))
+    room, unused = RoomState.restore("r", encode(room_record), parts, CONFIG)
+    assert unused == []
+    old, new = room.describe_all(60_000)
+    assert (old["viewers"], old["unique_viewers"], old["online_end"]) == (2, 2, None)
+    assert old["products"][0]["product_clicks"] == 4 and old["products"][0]["orders_paid"] == 0
+    assert (new["viewers"], new["online_peak"]) == (2, None)
+    _feed(room, [_ev(6, 61, Kind.ENTER, "c")])
+    assert room.describe_all(60_000)[1]["viewers"] == 3
+    assert room.session()["viewers"] == 3 and room.rolling(CONFIG)["5"]["current"]["windows"] == 1
+    room.close_until(120_000, CONFIG)
+    # the new version's records on top of the old ones restore the same room again
+    before, head, graves = room.changes()
+    table = {**parts, **dict(before)}
+    for key in graves:
+        table.pop(key, None)
+    assert head is not None
+    again, unused = RoomState.restore("r", head[1], table, CONFIG)
+    assert unused == [] and again.describe_all(60_000) == room.describe_all(60_000)
+    assert again.session() == room.session()
+
+
+_KINDS = [Kind.IMPRESSION, Kind.ENTER, Kind.LEAVE, Kind.PRODUCT_IMPRESSION, Kind.PRODUCT_CLICK]
+_KINDS += [Kind.ORDER_CREATED, Kind.ORDER_PAID, Kind.ORDER_REFUNDED]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 7), st.integers(0, 299), st.integers(0, 5), st.integers(0, 3)),
+        max_size=80,
+    ),
+    st.lists(st.integers(0, 300), max_size=4),
+)
+def test_restoring_a_snapshot_gives_the_live_state(
+    events: list[tuple[int, int, int, int]], closes: list[int]
+) -> None:
+    """Whatever was applied and closed, the changelog's snapshot restores the same room."""
+    config = RoomConfig(size_ms=60_000, retention=3, rolling=(1,), products_per_window=1)
+    room = RoomState("r", 0)
+    table: dict[str, bytes] = {}
+    marks = sorted(closes)
+    watermark: int | None = None
+    for n, (kind, second, user, product) in enumerate(events):
+        k = _KINDS[kind]
+        ev = _ev(n, second, k, f"u{user}", product=f"p{product}" if k >= 3 else "", value=n)
+        room.apply([(ev, False)], config, watermark, Tally(), [])  # late ones as the processor
+        while marks and marks[0] <= second:
+            watermark = marks.pop(0) * 1000
+            room.close_until(watermark, config)
+        if n % 7 == 0:
+            assert _shown(_snapshot(room, table, config), config) == _shown(room, config)
+    assert _shown(_snapshot(room, table, config), config) == _shown(room, config)
+    room.close_until(10**6, config)
+    assert _shown(_snapshot(room, table, config), config) == _shown(room, config)
+
+
+def _snapshot(room: RoomState, table: dict[str, bytes], config: RoomConfig) -> RoomState:
+    """The room as the changelog (``table``, kept up to date here) restores it."""
+    before, head, graves = room.changes()
+    table.update(before)
+    if head is not None:
+        table[head[0]] = head[1]
+    for key in graves:
+        table.pop(key, None)
+    parts = {key: value for key, value in table.items() if key != room.room_id}
+    copy, unused = RoomState.restore(room.room_id, table[room.room_id], parts, config)
+    assert unused == []
+    return copy
+
+
+def _shown(room: RoomState, config: RoomConfig) -> tuple:
+    return (room.describe_all(60_000), room.session(), room.rolling(config), room.online_now())
+
+
+def test_the_changelog_keeps_sketches_only_for_the_windows_rolling_may_merge() -> None:
+    config = RoomConfig(size_ms=60_000, retention=4, rolling=(1,))  # sketches: last 2 closed
+    room = RoomState("r", 0)
+    table: dict[str, bytes] = {}
+    for n in range(4):
+        _feed(room, [_ev(n, 60 * n + 1, Kind.ENTER, f"u{n}")], config)
+        room.close_until(60_000 * (n + 1), config)
+        _snapshot(room, table, config)
+    decode = msgspec.msgpack.Decoder(WindowRecord).decode
+    records = {decode(v).start: decode(v) for k, v in table.items() if "\x1fw\x1f" in k}
+    assert sorted(records) == [0, 60_000, 120_000, 180_000]  # one version each
+    assert [records[s].sketches is not None for s in sorted(records)] == [False, False, True, True]
+    assert [records[s].people for s in sorted(records)] == [[0, 1, 0, 0, 0]] * 4

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import time
 import urllib.request
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from streams.processes import free_port, serving
 from tests.support.promtool import alertmanager, amtool
 
 CONFIG = Path(__file__).parents[2] / "deploy" / "alertmanager" / "alertmanager.yml"
@@ -72,12 +72,6 @@ def test_routes(labels: dict[str, str], receiver: str | None) -> None:
     assert proc.stdout.strip() == receiver
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _call(url: str, body: object = None) -> object:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
@@ -92,48 +86,22 @@ def running(tmp_path: Path) -> Iterator[str]:
     closed loopback port (nothing is notified within the test anyway: group_wait >= 10 s)."""
     binary = alertmanager()
     config = tmp_path / "alertmanager.yml"
-    sink = f"http://127.0.0.1:{_free_port()}/"
+    sink = f"http://127.0.0.1:{free_port()}/"
     config.write_text(
         re.sub(rf"url: {re.escape(PLACEHOLDER)}\S*", f"url: {sink}", CONFIG.read_text())
     )
     assert f"url: {PLACEHOLDER}" not in config.read_text()
-    port = _free_port()
-    log = (tmp_path / "alertmanager.log").open("w")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    port = free_port()
+    args = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.path={tmp_path / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/-/ready", timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    pytest.fail(
-                        "alertmanager did not start:\n"
-                        + (tmp_path / "alertmanager.log").read_text()
-                    )
-                time.sleep(0.1)
+    with serving(args, base, tmp_path / "alertmanager.log", timeout=20, stop_timeout=10):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def _wait_for(probe, what: str, timeout: float = 10):  # type: ignore[no-untyped-def]

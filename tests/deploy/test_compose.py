@@ -9,6 +9,7 @@ import re
 import subprocess
 from pathlib import Path, PurePosixPath
 
+import bcrypt
 import pytest
 import yaml
 
@@ -132,7 +133,7 @@ def test_every_image_is_pinned(services: dict[str, dict]) -> None:
             assert re.search(r"\d", tag), f"{name}: {image}: pin a version, not {tag!r}"
 
 
-def test_livepulse_variables_are_settings(services: dict[str, dict]) -> None:
+def test_livepulse_variables_are_settings(compose: dict, services: dict[str, dict]) -> None:
     fields = Settings.model_fields
     text = COMPOSE_FILE.read_text() + (ROOT / "Dockerfile").read_text()
     named = set(re.findall(r"\bLIVEPULSE_[A-Z0-9_]+", text))
@@ -145,6 +146,11 @@ def test_livepulse_variables_are_settings(services: dict[str, dict]) -> None:
             for k, v in environment(service).items()
             if k.startswith("LIVEPULSE_")
         }
+        # files the service gets as compose configs are checked from their host copies
+        for config in service.get("configs", []):
+            for key, value in values.items():
+                if value == config["target"]:
+                    values[key] = str(ROOT / compose["configs"][config["source"]]["file"])
         if values:
             Settings(**values)  # raises on a bad value
         others = [
@@ -387,3 +393,25 @@ def test_interpolation_helper() -> None:
     assert interpolate("$$x ${B-y}") == "$x y"
     with pytest.raises(AssertionError):
         interpolate("${NOPE}")
+
+
+def test_workers_ask_for_the_credentials_prometheus_sends(compose: dict) -> None:
+    """The stack turns basic auth on: each worker reads a web config (a compose config, not a
+    mount) whose users include the one prometheus.yml scrapes as, with its password file's
+    password; the health check's /ready stays open."""
+    from streams.worker.web_auth import OPEN_PATHS, load
+
+    job = next(
+        j
+        for j in yaml.safe_load(PROMETHEUS_FILE.read_text())["scrape_configs"]
+        if j["job_name"] == "livepulse"
+    )
+    auth = job["basic_auth"]
+    password = (PROMETHEUS_FILE.parent / auth["password_file"]).read_text().strip()
+    assert "/ready" in OPEN_PATHS and "/metrics" not in OPEN_PATHS
+    for name, service in workers(compose["services"]).items():
+        path = environment(service)["LIVEPULSE_WEB_CONFIG_FILE"]
+        (source,) = [c["source"] for c in service["configs"] if c["target"] == path]
+        config = load(ROOT / compose["configs"][source]["file"])
+        hashed = config.users[auth["username"]]
+        assert bcrypt.checkpw(password.encode(), hashed), f"{name}: the password does not match"

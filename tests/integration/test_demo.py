@@ -11,6 +11,7 @@ from pathlib import Path
 
 import orjson
 
+from streams.processes import stop
 from tests.support.stack import free_port, wait_until
 
 
@@ -53,6 +54,8 @@ def test_demo_rooms_update_within_ten_seconds_of_ready(tmp_path: Path) -> None:
         assert demo.poll() is None, out.read_text()
         ready_at = time.monotonic()
         assert f"http://127.0.0.1:{web}/metrics" in out.read_text()
+        # the live screen's address is the first thing the demo says
+        assert out.read_text().splitlines()[0].startswith(f"live screen: http://127.0.0.1:{web}/")
         url = f"http://127.0.0.1:{web}/rooms"
         first = wait_until(lambda: _open_windows(url), 10, "demo rooms with an open window")
         assert any(enters > 0 for _, enters in first.values())
@@ -65,6 +68,5 @@ def test_demo_rooms_update_within_ten_seconds_of_ready(tmp_path: Path) -> None:
         assert time.monotonic() - ready_at < 10
         assert demo.wait(60) == 0, out.read_text()
     finally:
-        if demo.poll() is None:
-            demo.kill()
+        stop(demo)
     assert "demo-room-" in out.read_text()

@@ -72,15 +72,21 @@ async def test_hand_computed_windows_via_rooms_and_metrics(
     await send_all(producer, flush_records(stack, base + 30 * 60_000))
 
     windows = wait_closed(stack, room, 3)
-    assert_windows_equal(windows, scenario.expected_closed_windows(base))
+    assert_windows_equal(windows, scenario.expected_windows(base))
     detail = stack.json(f"/rooms/{room}")
     assert detail["room_id"] == room
+    assert_windows_equal([detail["session"]], [scenario.expected_session(base)])
+    rolling = detail["rolling"]["5"]
+    assert rolling["current"]["windows"] == 3 and rolling["current"]["viewers"] == 5
+    assert rolling["previous"]["windows"] == 0 and rolling["change"]["enters"] is None
     assert detail["late_events"] == scenario.EXPECTED_LATE
     assert [w["closed"] for w in detail["windows"]] == [True, True, True]
 
     listed = {r["room_id"]: r for r in stack.rooms()}
     assert listed[room]["last_closed"]["window_start"] == base + 120_000
     assert listed[room]["open"] is None
+    assert listed[room]["session"] == detail["session"]
+    assert listed[room]["rolling"] == detail["rolling"]
 
     # the same last closed window, as Prometheus sees it
     after = stack.metrics()
@@ -103,6 +109,13 @@ async def test_hand_computed_windows_via_rooms_and_metrics(
         metric(after, "livepulse_room_window_start_timestamp_seconds", **closed)
         == (base + 120_000) / 1000
     )
+    assert metric(after, "livepulse_room_window_viewers", **closed) == 1
+    assert metric(after, "livepulse_room_window_buyers", **closed) == 1
+    assert metric(after, "livepulse_room_window_online_viewers", **closed) == 6
+    assert metric(after, "livepulse_room_window_uv_value", **money) == 30.0
+    assert metric(after, "livepulse_room_session_viewers", room_id=room) == 5
+    product = {"room_id": room, "product_id": "p2", "currency": "CNY"}
+    assert metric(after, "livepulse_product_window_gmv", **product) == 30.0
     # no impressions in that window: the enter ratio has no sample rather than 0 or NaN
     assert metric(after, "livepulse_room_window_enter_ratio", **closed) is None
     assert metric(after, "livepulse_room_window_enters", room_id=room, window="open") is None
@@ -268,6 +281,7 @@ async def test_topic_interleaving_gives_identical_closed_windows(
                     **w,
                     "window_start": w["window_start"] - base,
                     "window_end": w["window_end"] - base,
+                    "online_peak_at": w["online_peak_at"] - base,  # every window has a second
                 }
                 for w in d["windows"]
             ]

@@ -37,6 +37,7 @@ from pathlib import Path
 import orjson
 
 from deploy.grafana.queries import dashboard_queries, room_variable
+from streams.processes import stop
 from streams.settings import Settings
 from streams.testing import TEST_SETTINGS, Pipeline, free_port, wait_until
 from streams.worker import broker
@@ -135,11 +136,7 @@ def test_dashboard_and_rules_have_data_through_prometheus(tmp_path: Path) -> Non
         asyncio.run(broker.ensure_topics(settings))
         prom: PrometheusServer = stack.enter_context(
             running_prometheus(
-                config,
-                tmp_path / "tsdb",
-                free_port(),
-                tmp_path / "prometheus.log",
-                prometheus_path,
+                config, tmp_path / "tsdb", tmp_path / "prometheus.log", prometheus_path
             )
         )
         for w in workers:
@@ -174,7 +171,7 @@ def test_dashboard_and_rules_have_data_through_prometheus(tmp_path: Path) -> Non
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        stack.callback(lambda: sim.poll() is None and sim.kill())
+        stack.callback(stop, sim)
         sim.wait(180)
         assert sim.returncode == 0, sim_log.read_text(errors="replace")[-4000:]
         found = re.search(r"generated (\d+) records", sim_log.read_text(errors="replace"))

@@ -71,8 +71,10 @@ async def test_sigkill_and_restart_counts_nothing_twice_and_loses_nothing(
         windows = wait_closed(stack, room, 3, timeout=60)
     finally:
         await producer.stop()
-    assert_windows_equal(windows, scenario.expected_closed_windows(base))
-    assert stack.json(f"/rooms/{room}")["late_events"] == scenario.EXPECTED_LATE
+    assert_windows_equal(windows, scenario.expected_windows(base))
+    detail = stack.json(f"/rooms/{room}")
+    assert detail["late_events"] == scenario.EXPECTED_LATE
+    assert_windows_equal([detail["session"]], [scenario.expected_session(base)])
     # the new process replayed the uncommitted envelopes and skipped every one of the room's
     # 30 records (the late one included) because the recovered state had applied them
     assert duplicates_before == 0

@@ -1,7 +1,9 @@
-"""Scale-out: a second worker takes over a partition; each room is served by its owner only."""
+"""Scale-out: a second worker takes over a partition; each room is served by its owner, and
+either worker answers for every room (it forwards to the owner) and lists them all."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import urllib.error
@@ -14,6 +16,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from streams.processes import stop
 from tests.support.stack import (
     PARTITIONS,
     Stack,
@@ -32,14 +35,34 @@ def one_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack
         yield stack, tmp
 
 
-def _get(url: str) -> tuple[int, bytes]:
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers or {}), timeout=5
+        ) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
     except OSError:
         return 0, b"{}"
+
+
+def _screen_windows(url: str) -> tuple[str, str]:
+    """(windows drawn, status line) of a room screen, once it has its data."""
+    from tests.support.browser import chromium  # Playwright only for this check
+
+    with chromium() as browser:
+        page = browser.page()
+        page.goto(url)
+        page.wait_for_function("() => document.body.dataset.windows")
+        status = page.inner_text("#status")
+        assert not browser.errors, browser.errors
+        return page.evaluate("document.body.dataset.windows"), status.split(" · ")[1]
+
+
+def _served_by(url: str) -> str | None:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return resp.headers.get("X-LivePulse-Served-By")
 
 
 def _served(url: str, rooms: list[str]) -> set[str]:
@@ -104,10 +127,35 @@ async def test_rooms_move_with_their_partition(one_worker: tuple[Stack, Path]) -
             exposition = _get(f"{url}/metrics")[1].decode()
             for r in rooms:
                 assert (f'room_id="{r}"' in exposition) == (r in expected[url]), (url, r)
-                assert _get(f"{url}/rooms/{r}")[0] == (200 if r in expected[url] else 404)
+                # the owner alone has the room; asked directly (as a forward), the other has not
+                local = _get(f"{url}/rooms/{r}", {"X-LivePulse-Forwarded": "1"})[0]
+                assert local == (200 if r in expected[url] else 404), (url, r)
+        # either worker answers for every room: the owner's own answer, forwarded
+        for r in rooms:
+            owner = first if r in expected[first] else second
+            direct = orjson.loads(_get(f"{owner}/rooms/{r}")[1])
+            assert [w["enters"] for w in direct["windows"]] == [3]
+            for url in (first, second):
+                status, body = _get(f"{url}/rooms/{r}")
+                assert status == 200 and orjson.loads(body) == direct, (url, r)
+                assert _served_by(f"{url}/rooms/{r}") == (None if url == owner else owner)
+                status, page = _get(f"{url}/screen/{r}")
+                assert status == 200 and b"<html" in page
+        # in Chromium: the first worker shows the screen of a room the second one owns
+        moved = sorted(expected[second])[0]
+        shown = await asyncio.to_thread(_screen_windows, f"{first}/screen/{moved}")
+        assert shown == ("1", f"served by its owner {second}"), shown
+        # and either worker's all-rooms page lists every worker's rooms
+        for url in (first, second):
+            merged = orjson.loads(_get(f"{url}/screen/api/rooms")[1])
+            assert {w["url"] for w in merged["workers"]} == {first, second}
+            assert not [w for w in merged["workers"] if w["error"]]
+            listed = {row["room_id"]: row["worker"] for row in merged["rooms"]}
+            assert {r: listed.get(r) for r in rooms} == {
+                r: first if r in expected[first] else second for r in rooms
+            }
         for r in expected[second]:
             detail = orjson.loads(_get(f"{second}/rooms/{r}")[1])
             assert [w["enters"] for w in detail["windows"]] == [3]
     finally:
-        second_proc.terminate()
-        second_proc.wait(30)
+        stop(second_proc, 30)

@@ -13,19 +13,19 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
-import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import yaml
 
+from streams import processes
+from streams.evaluation.prometheus import Prometheus
+from streams.evaluation.prometheus import running_prometheus as launch
 from tests.support.promtool import _required
 
 DEPLOY = Path(__file__).parents[2] / "deploy" / "prometheus"
@@ -101,6 +101,9 @@ def prepare_config(out: Path, targets: list[str], alertmanager: str, interval: s
     :func:`write_without_offset`). Returns the new config's path.
     """
     shutil.copytree(DEPLOY / "rules", out / "rules")
+    for extra in DEPLOY.iterdir():  # files the config names, e.g. the scrape's password_file
+        if extra.is_file() and extra.name != "prometheus.yml":
+            shutil.copy(extra, out / extra.name)
     rules = recording_rules(out / "rules")
     write_without_offset(
         out / "rules" / "zz-e2e-without-offset.yml", rules, list(needing_history(rules))
@@ -124,14 +127,8 @@ def prepare_config(out: Path, targets: list[str], alertmanager: str, interval: s
     return path
 
 
-@dataclass
-class PrometheusServer:
-    url: str
-    process: subprocess.Popen
-    log: Path
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+class PrometheusServer(Prometheus):
+    """The launcher's server, queried over its HTTP API."""
 
     def api(self, path: str, **params: Any) -> Any:
         """GET /api/v1/<path>; returns ``data``, raising with Prometheus's error otherwise."""
@@ -157,53 +154,18 @@ class PrometheusServer:
             "query_range", query=expr, start=f"{start:.3f}", end=f"{end:.3f}", step=f"{step:g}"
         )["result"]
 
-    def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
-                return resp.status == 200
-        except OSError:
-            return False
-
 
 @contextlib.contextmanager
 def running_prometheus(
-    config: Path, data: Path, port: int, log: Path, binary: str | None = None
+    config: Path, data: Path, log: Path, binary: str | None = None
 ) -> Iterator[PrometheusServer]:
-    """Start Prometheus on 127.0.0.1:``port``; stopped (SIGTERM) on exit. Does not wait for
-    readiness: see :func:`wait_ready`."""
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [
-                binary or prometheus(),
-                f"--config.file={config}",
-                f"--storage.tsdb.path={data}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=info",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = PrometheusServer(f"http://127.0.0.1:{port}", process, log)
-    try:
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    """Start Prometheus on loopback; stopped on exit. Does not wait for readiness: see
+    :func:`wait_ready`."""
+    flags = ("--log.level=info",)
+    with launch(binary or prometheus(), config, data, log, flags, ready_timeout=None) as server:
+        yield PrometheusServer(server.url, server.process, server.log)
 
 
 def wait_ready(server: PrometheusServer, timeout: float = 30) -> float:
     """Poll /-/ready until 200; returns the seconds it took."""
-    started = time.monotonic()
-    while not server.ready():
-        if server.process.poll() is not None:
-            raise AssertionError(
-                f"prometheus exited with {server.process.returncode}\n{server.tail()}"
-            )
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"prometheus not ready after {timeout} s\n{server.tail()}")
-        time.sleep(0.1)
-    return time.monotonic() - started
+    return processes.wait_ready(server.process, server.url, server.log, timeout)

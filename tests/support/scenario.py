@@ -143,3 +143,165 @@ def expected_closed_windows(base_ms: int) -> list[dict]:
 
 
 EXPECTED_LATE = 1
+
+
+def expected_live_screen(base_ms: int) -> list[dict]:
+    """The issue-15 fields of the three closed windows, worked out by hand like the above.
+
+    Online: the running count starts at 0; window 0's seconds 5, 6, 7 enter (3), 40 leaves,
+    58 enters (u7, out of order): 3 at its end, peak 3 first at second 7; window 1 enters at
+    62 and 63 (5); window 2 at 121 (6).
+    """
+    p2 = {"product_id": "p2", "refunds": 0}
+    return [
+        {
+            "impression_users": 4,
+            "viewers": 3,
+            "product_impression_users": 2,
+            "clicker_users": 1,
+            "buyers": 0,
+            "enter_rate_users": 0.75,
+            "ctr_users": 0.5,
+            "click_to_buy_users": 0.0,
+            "conversion_rate_users": 0.0,
+            "payment_success_rate": None,
+            "refund_rate": None,
+            "unpaid_orders": 0,
+            "uv_value": 0.0,
+            "aov_per_buyer": None,
+            "watch_seconds_per_viewer": 10.0,
+            "avg_watch_seconds": 30.0,
+            "online_end": 3,
+            "online_peak": 3,
+            "online_peak_at": base_ms + 7_000,
+            "products": [
+                {
+                    "product_id": "p1",
+                    "product_impressions": 2,
+                    "product_clicks": 1,
+                    "orders_created": 0,
+                    "orders_paid": 0,
+                    "gmv_cents": 0,
+                    "refunds": 0,
+                    "ctr": 0.5,
+                    "click_to_order_rate": 0.0,
+                }
+            ],
+        },
+        {
+            "impression_users": 3,
+            "viewers": 2,
+            "product_impression_users": 1,
+            "clicker_users": 2,
+            "buyers": 2,
+            "enter_rate_users": 2 / 3,
+            "ctr_users": 2.0,
+            "click_to_buy_users": 1.0,
+            "conversion_rate_users": 1.0,
+            "payment_success_rate": 1.0,
+            "refund_rate": 0.5,
+            "unpaid_orders": 0,
+            "uv_value": 74.5,
+            "aov_per_buyer": 74.5,
+            "watch_seconds_per_viewer": 0.0,
+            "avg_watch_seconds": None,
+            "online_end": 5,
+            "online_peak": 5,
+            "online_peak_at": base_ms + 63_000,
+            "products": [
+                {
+                    **p2,
+                    "product_impressions": 1,
+                    "product_clicks": 2,
+                    "orders_created": 2,
+                    "orders_paid": 2,
+                    "gmv_cents": 14_900,
+                    "refunds": 1,
+                    "ctr": 2.0,
+                    "click_to_order_rate": 1.0,
+                }
+            ],
+        },
+        {
+            "impression_users": 0,
+            "viewers": 1,
+            "product_impression_users": 0,
+            "clicker_users": 1,
+            "buyers": 1,
+            "enter_rate_users": None,
+            "ctr_users": None,
+            "click_to_buy_users": 1.0,
+            "conversion_rate_users": 1.0,
+            "payment_success_rate": 1.0,
+            "refund_rate": 0.0,
+            "unpaid_orders": 0,
+            "uv_value": 30.0,
+            "aov_per_buyer": 30.0,
+            "watch_seconds_per_viewer": 0.0,
+            "avg_watch_seconds": None,
+            "online_end": 6,
+            "online_peak": 6,
+            "online_peak_at": base_ms + 121_000,
+            "products": [
+                {
+                    **p2,
+                    "product_impressions": 0,
+                    "product_clicks": 1,
+                    "orders_created": 1,
+                    "orders_paid": 1,
+                    "gmv_cents": 3_000,
+                    "ctr": None,
+                    "click_to_order_rate": 1.0,
+                }
+            ],
+        },
+    ]
+
+
+def expected_windows(base_ms: int) -> list[dict]:
+    """Every key of the closed windows: contract v1's and issue 15's."""
+    return [
+        {**old, **new}
+        for old, new in zip(
+            expected_closed_windows(base_ms), expected_live_screen(base_ms), strict=True
+        )
+    ]
+
+
+def expected_session(base_ms: int) -> dict:
+    """The room's session block once the three windows closed (viewers u1 u2 u7 u5 u6)."""
+    return {
+        "impressions": 7,
+        "enters": 7,
+        "unique_viewers": 5,
+        "leaves": 1,
+        "watch_ms_total": 30_000,
+        "product_impressions": 3,
+        "product_clicks": 4,
+        "orders_created": 3,
+        "orders_paid": 3,
+        "gmv_cents": 17_900,
+        "refunds": 1,
+        "refund_cents": 1_000,
+        "viewers": 5,
+        "buyers": 2,
+        "enter_rate": 1.0,
+        "ctr": 4 / 3,
+        "conversion_rate": 3 / 7,
+        "click_to_order_rate": 0.75,
+        "gpm": 179.0 / 7 * 1000,
+        "aov": 179.0 / 3,
+        "conversion_rate_users": 0.4,
+        "payment_success_rate": 1.0,
+        "refund_rate": 1 / 3,
+        "unpaid_orders": 0,
+        "uv_value": 179.0 / 5,
+        "aov_per_buyer": 89.5,
+        "watch_seconds_per_viewer": 6.0,
+        "avg_watch_seconds": 30.0,
+        "online_now": 6,
+        "online_peak": 6,
+        "online_peak_at": base_ms + 121_000,
+        "peak_gmv_window_start": base_ms + 60_000,
+        "peak_gmv_cents": 14_900,
+    }

@@ -13,12 +13,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.core.contract import Ev, Kind
+from streams.core.currencies import CURRENCIES
+from streams.core.detector import AlertEvent
 from streams.core.processor import PartitionProcessor
 from streams.core.rooms import RoomState
 from streams.worker.metrics import OTHER_ROOMS, PipelineCollector, PipelineMetrics, RoomExposition
 from tests.support import scenario
-from tests.support.events import number_by_topic
-from tests.support.harness import BASE, config, flush
+from tests.support.events import BASE, CNY, config, flush, number_by_topic
 from tests.support.promtool import promtool
 
 GOLDEN = Path(__file__).parent.parent / "data" / "golden.metrics"
@@ -34,7 +35,7 @@ def _run(rooms: list[str]) -> tuple[list[RoomState], CollectorRegistry]:
     bodies = [body for room in rooms for _, body in scenario.events(room, BASE)]
     for batch in (number_by_topic(bodies), flush([1000, 1000, 1000])):
         out = proc.process(batch)
-        metrics.record(out.tally, TOPICS)
+        metrics.record(out, TOPICS)
     return list(proc.rooms.values()), registry
 
 
@@ -177,3 +178,79 @@ def test_the_metrics_reference_documents_every_family_and_nothing_else() -> None
     docs = (Path(__file__).parents[2] / "docs" / "metrics.md").read_text()
     documented = set(re.findall(r"^\| `(livepulse_[a-z_]+)` \|", docs, re.MULTILINE))
     assert documented == served
+
+
+def test_top_products_of_the_last_closed_window_and_the_online_gauges() -> None:
+    """Seven products, top 3 exported by GMV then clicks; ``__other__`` never; online: two
+    enters and a leave in the closed window, one more enter in the open one."""
+    proc = PartitionProcessor(0, config())
+    base = BASE
+    events = [
+        Ev(0, 0, base + 1_000, "r", int(Kind.ENTER), "a"),
+        Ev(0, 1, base + 2_000, "r", int(Kind.ENTER), "b"),
+        Ev(0, 2, base + 3_000, "r", int(Kind.LEAVE), "a", 5_000),
+    ]
+    offset = 0
+    for n, (clicks, gmv) in enumerate([(1, 0), (4, 0), (2, 300), (9, 300), (1, 900), (3, 0)]):
+        for _ in range(clicks):
+            events.append(Ev(1, offset, base + 4_000, "r", 4, "u", 0, f"p{n}"))
+            offset += 1
+        if gmv:
+            events.append(Ev(2, n, base + 5_000, "r", 6, "u", gmv, f"p{n}", 0, n + 1, 156))
+    events.append(Ev(0, 3, base + 61_000, "r", int(Kind.ENTER), "c"))
+    proc.process(events)
+    proc.process(flush([4, offset, 6], at=base + 66_000))  # watermark 61 s: window 0 closes
+    rooms = [proc.rooms["r"]]
+    text = RoomExposition(60_000, 100, products=3).render(rooms)
+    samples = _samples(text)
+    products = {
+        labels: value
+        for (name, labels), value in samples.items()
+        if name == "livepulse_product_window_clicks"
+    }
+    assert products == {
+        (("product_id", "p4"), ("room_id", "r")): 1,
+        (("product_id", "p3"), ("room_id", "r")): 9,
+        (("product_id", "p2"), ("room_id", "r")): 2,
+    }
+    gmv = (
+        "livepulse_product_window_gmv",
+        (("currency", "CNY"), ("product_id", "p4"), ("room_id", "r")),
+    )
+    assert samples[gmv] == 9.0
+    closed = (("room_id", "r"), ("window", "closed"))
+    opened = (("room_id", "r"), ("window", "open"))
+    assert samples["livepulse_room_window_online_viewers", closed] == 1
+    assert samples["livepulse_room_window_online_viewers_peak", closed] == 2
+    assert samples["livepulse_room_window_online_viewers", opened] == 2
+    assert samples["livepulse_room_window_viewers", closed] == 2
+    assert samples["livepulse_room_window_buyers", closed] == 1
+    assert samples["livepulse_room_session_viewers", (("room_id", "r"),)] == 3
+    assert samples["livepulse_room_session_online_viewers_peak", (("room_id", "r"),)] == 2
+    none = RoomExposition(60_000, 100, products=0).render(rooms)
+    assert "livepulse_product_window_clicks{" not in none
+
+
+def test_every_event_counter_is_fed_from_the_stages_results() -> None:
+    """The ingest stage's reads and dead letters, and the stateful stage's outcome (alerts and
+    currency dead letters included), become counters through PipelineMetrics alone."""
+    registry = CollectorRegistry()
+    metrics = PipelineMetrics(registry)
+    metrics.start(TOPICS)
+    metrics.read("live.orders", 5, {"schema": 2, "partition": 1})
+    proc = PartitionProcessor(0, config())
+    cny = Ev(2, 0, BASE, "r", int(Kind.ORDER_CREATED), "", 100, "p", 1, 0, CNY)
+    usd = Ev(2, 1, BASE, "r", int(Kind.ORDER_CREATED), "", 100, "p", 2, 0, CURRENCIES["USD"][0])
+    out = proc.process([cny, usd])
+    out.alerts.append(AlertEvent("r", "traffic_cut", "firing", BASE, BASE + 60_000, 0, 9, 5, "x"))
+    metrics.record(out, TOPICS)
+    samples = _samples(generate_latest(registry).decode())
+    orders = ("topic", "live.orders")
+    assert samples[("livepulse_events_consumed_total", (orders,))] == 5
+    invalid = "livepulse_events_invalid_total"
+    assert samples[(invalid, (("reason", "schema"), orders))] == 2
+    assert samples[(invalid, (("reason", "partition"), orders))] == 1
+    assert samples[(invalid, (("reason", "currency"), orders))] == 1
+    assert samples[("livepulse_events_applied_total", (orders,))] == 1
+    firing = (("kind", "traffic_cut"), ("state", "firing"))
+    assert samples[("livepulse_alerts_total", firing)] == 1
