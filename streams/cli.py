@@ -532,9 +532,10 @@ def _sweep(
         raise fail(str(exc)) from None
     result = sweep.report(results, config)
     result["seconds"] = round(time.perf_counter() - started, 1)
+    result["commit"] = _commit()
     text = [
         f"Seeds {','.join(map(str, config.seeds))}: {result['records']:,} records, "
-        f"{result['seconds']} s."
+        f"{result['seconds']} s. Measured at commit {result['commit'] or 'unknown'}."
     ]
     for name in ("detector", "rules"):
         if name in result:
@@ -547,6 +548,23 @@ def _sweep(
             markdown.write_text("\n".join(text) + "\n")
     except OSError as exc:
         raise fail(f"cannot write: {exc.strerror}") from None
+
+
+def _commit() -> str | None:
+    """The source checkout's commit (a result file says what it measured), if there is one."""
+    import subprocess
+
+    try:
+        proc = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=Path(__file__).parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
 
 
 def main() -> None:

@@ -123,6 +123,10 @@ def _count(c: dict | None) -> str:
     return "" if c is None else f" ({c['found']}/{c['n']})"
 
 
+def _delay(value: float | None) -> str:
+    return "" if value is None else f" ({_num(value, 1)})"
+
+
 def _cell(c: dict | None) -> str:
     if c is None:
         return ""
@@ -133,9 +137,30 @@ def _cell(c: dict | None) -> str:
 def sweep_markdown(result: dict, source: str) -> str:
     """One source's sweep as Markdown: per stage, recall (median delay in windows) by drop
     size and duration (rows) and room size (columns); then onsets, false alerts, targets."""
+    from streams.evaluation.sweep import curve
+
     rep = result[source]
     sizes = sorted({c["size"] for c in rep["curves"]})
-    lines = []
+    big = curve([r for r in rep["incidents"] if r["size"] >= 200], ("stage", "drop"))
+    drops = sorted({c["drop"] for c in big})
+    summary = {(c["stage"], c["drop"]): c for c in big}
+    lines = [
+        "",
+        "Rooms ≥ 200 enters/min, every duration: found/incidents (median delay, windows)",
+        "",
+        "| stage | " + " | ".join(f"{round(d * 100)} %" for d in drops) + " |",
+        "|---|" + "---|" * len(drops),
+    ]
+    for stage in sorted({c["stage"] for c in big}):
+        row = [summary.get((stage, d)) for d in drops]
+        lines.append(
+            f"| {stage} | "
+            + " | ".join(
+                "" if c is None else f"{c['found']}/{c['n']}" + _delay(c["delay_median"])
+                for c in row
+            )
+            + " |"
+        )
     for stage in sorted({c["stage"] for c in rep["curves"]}):
         lines += [
             "",
