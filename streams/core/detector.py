@@ -806,7 +806,7 @@ def _audience_level(
     """``(enters, impressions)`` the room usually has, from the windows before the last one.
 
     Each is the lower of the median of the last ``audience_windows`` (leaving out flash sales:
-    more than ``spike_ratio`` times the median enters of those before the recent ones) and
+    more than ``spike_ratio`` times the enters of the quietest before the recent ones) and
     of the last ``audience_recent_windows`` (the kind's last alert episode left out of both),
     lowered by ``baseline_z`` of its standard error. None before the room has
     ``audience_windows`` windows, when fewer than ``min_baseline_windows`` remain or when the
@@ -823,11 +823,11 @@ def _audience_level(
     if len(base) < max(config.min_baseline_windows, config.audience_recent_windows):
         return None
     recent = base[-config.audience_recent_windows :]
-    # flash sales: the windows far above the median of those before the recent ones
-    # (``spike_ratio`` times its enters) are left out of the long median; the recent ones do
-    # not set the bar, as they may be the start of the loss under test
+    # flash sales can fill most of ten minutes: the windows far above the quietest one before
+    # the recent ones (``spike_ratio`` times its enters) are left out of the long median; the
+    # recent ones do not set the bar, as they may be the start of the loss under test
     older = base[: -config.audience_recent_windows] or base
-    bar = config.spike_ratio * _median([w.counts.enters for w in older])
+    bar = config.spike_ratio * min(w.counts.enters for w in older)
     steady = [w for w in base if w.counts.enters <= bar]
     levels = []
     for field in ("enters", "impressions"):
