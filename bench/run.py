@@ -128,20 +128,45 @@ def add_sentinels(records: load.Partitioned, partitions: int) -> dict[int, str]:
     """End every topic-partition with an event of its partition's sentinel room.
 
     LivePulse applies each topic-partition in log order, so once a sentinel room shows one
-    event of every topic, all input before it is accounted for: finding that out costs a
-    tiny ``/rooms/{id}`` request instead of a multi-megabyte ``/metrics`` scrape.
+    event of every topic, all input before it is accounted for: finding that out costs one
+    small ``/rooms`` page (:func:`sentinels_done`) instead of a multi-megabyte ``/metrics``
+    scrape.
     """
     rooms = sentinel_rooms(partitions)
     rng = random.Random(0)
     kind = {load.VIEWS: 0, load.CLICKS: 3, load.ORDERS: 5}
     for p, room in rooms.items():
+        # one time for the room's three events (the latest of the three topic-partitions, so
+        # none is behind its own topic): the room has one window, which /rooms rows show
+        ends = [r[2] for t in load.SOURCE_TOPICS for r in records.get((t, p), [])[-1000:]]
+        ts = max(ends, default=int(time.time() * 1000))
         for i, topic in enumerate(load.SOURCE_TOPICS):
-            recs = records.setdefault((topic, p), [])
-            ts = max((r[2] for r in recs[-1000:]), default=int(time.time() * 1000))
             key = room.encode()
             seq = SENTINEL_SEQ + 3 * p + i  # event ids are unique, or a room counts them once
-            recs.append((key, load.event(rng, seq, key, kind[topic], ts), ts))
+            records.setdefault((topic, p), []).append(
+                (key, load.event(rng, seq, key, kind[topic], ts), ts)
+            )
     return rooms
+
+
+def sentinels_done(base_url: str, sentinels: dict[int, str]) -> bool:
+    """Whether every sentinel room shows an impression, a product impression and an order,
+    in one ``/rooms`` request (as the other contenders answer one ``/progress``): the page
+    right after :data:`SENTINEL_PREFIX` lists the sentinel rooms first (only they have the
+    prefix), each with its one window as ``last_closed`` or ``open``."""
+    wanted = set(sentinels.values())
+    query = f"/rooms?after={SENTINEL_PREFIX}&limit={len(wanted)}"
+    status, body = http_get(base_url + query, timeout=10)
+    if status != 200:
+        return False
+    done = set()
+    for row in orjson.loads(body)["rooms"]:
+        windows = [w for w in (row["last_closed"], row["open"]) if w is not None]
+        if row["room_id"] in wanted and all(
+            room_sum(windows, f) for f in ("impressions", "product_impressions", "orders_created")
+        ):
+            done.add(row["room_id"])
+    return done == wanted
 
 
 def check_schemas(records: load.Partitioned) -> str:
@@ -401,20 +426,6 @@ def run_livepulse(
         fresh_broker(tmp, "livepulse") as (settings, broker_proc),
         livepulse_worker(settings, tmp, "livepulse") as (worker, base),
     ):
-        pending = dict(sentinels)
-
-        def finished() -> bool:
-            # each topic-partition is applied in log order: its sentinel room's events are
-            # the last of its input (/rooms/{id} is cheap; a /metrics scrape is not)
-            for p, room in list(pending.items()):
-                windows = room_windows(base, room)
-                if all(
-                    room_sum(windows, f)
-                    for f in ("impressions", "product_impressions", "orders_created")
-                ):
-                    del pending[p]
-            return not pending
-
         return measure_backlog(
             worker,
             broker_proc,
@@ -422,7 +433,7 @@ def run_livepulse(
             records,
             ready=lambda: http_get(base + "/ready", timeout=5)[0] == 200,
             progress=lambda: processed_total(base),
-            finished=finished,
+            finished=lambda: sentinels_done(base, sentinels),
         )
 
 

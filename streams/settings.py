@@ -10,18 +10,29 @@ import dataclasses
 import inspect
 import socket
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streams.core.detector import DetectorConfig
+
+if TYPE_CHECKING:
+    from streams.worker.web_auth import WebConfig
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LIVEPULSE_", env_nested_delimiter="__", extra="forbid", frozen=True
     )
+    _web_config: Any = PrivateAttr(None)  # WebConfig | None, see web_config
 
     # --- Kafka ---------------------------------------------------------------------------
     broker: str = Field(
@@ -165,7 +176,9 @@ class Settings(BaseSettings):
         description="Host name other workers reach this one at (Faust's canonical URL); "
         "unset: the bind address, or this machine's host name when it binds every address.",
     )
-    web_port: int = Field(6066, ge=1, le=65535, description="Port of /metrics, /rooms, /ready.")
+    web_port: int = Field(
+        6066, ge=1, le=65535, description="Port of the live screen (/), /metrics, /rooms, /ready."
+    )
     metrics_products: int = Field(
         5,
         ge=0,
@@ -243,14 +256,17 @@ class Settings(BaseSettings):
         value.check()
         return value
 
-    @field_validator("web_config_file")
-    @classmethod
-    def _web_config_is_usable(cls, value: Path | None) -> Path | None:
-        if value is not None:
+    @model_validator(mode="after")
+    def _web_config_is_usable(self) -> Settings:
+        """The web config file, parsed once here: every user of it reads :attr:`web_config`."""
+        if self.web_config_file is not None:
             from streams.worker.web_auth import load  # bcrypt and yaml only when it is set
 
-            load(value)
-        return value
+            try:
+                self._web_config = load(self.web_config_file)
+            except ValueError as exc:
+                raise ValueError(f"LIVEPULSE_WEB_CONFIG_FILE: {exc}") from None
+        return self
 
     @model_validator(mode="after")
     def _security_is_complete(self) -> Settings:
@@ -321,6 +337,11 @@ class Settings(BaseSettings):
     def source_topics(self) -> tuple[str, str, str]:
         """Source topics in the order of :class:`streams.core.contract.Source`."""
         return (self.topic_views, self.topic_clicks, self.topic_orders)
+
+    @property
+    def web_config(self) -> WebConfig | None:
+        """TLS and users of the web pages (None: plain http, open), parsed at validation."""
+        return self._web_config
 
     @property
     def advertised_host(self) -> str:

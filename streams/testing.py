@@ -109,11 +109,8 @@ class Pipeline:
     def _tls(self) -> ssl.SSLContext | None:
         """A worker with ``tls_server_config`` is asked over https, trusting its certificate
         (its other pages want credentials too, but /ready and /health stay open)."""
-        if self.settings.web_config_file is None:
-            return None
-        from streams.worker.web_auth import load
-
-        return load(self.settings.web_config_file).client_context()
+        config = self.settings.web_config
+        return None if config is None else config.client_context
 
     # -- the worker ------------------------------------------------------------------------
     def start_worker(self, timeout: float = 120, wait: bool = True) -> None:

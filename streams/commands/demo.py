@@ -189,7 +189,7 @@ def run_demo(settings: Settings, duration: float | None, console: Console) -> No
     state.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     base = screen_url(settings)
-    console.print(f"live screen: {base}/  (one room: {base}/screen/demo-room-01; ready in ~10 s)")
+    console.print(f"live screen: {base}/  (one room: {base}/screen/demo-room-01)")
     console.print(f"starting the embedded broker on {settings.broker}")
     with broker.embedded(settings, log=state / "demo-broker.log"):
         asyncio.run(broker.ensure_topics(settings))
@@ -216,11 +216,8 @@ def screen_url(settings: Settings) -> str:
     """Where a browser on this machine finds the worker's pages."""
     host = settings.web_host if settings.web_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
     host = f"[{host}]" if ":" in host else host
-    scheme = "http"
-    if settings.web_config_file is not None:
-        from streams.worker.web_auth import load
-
-        scheme = "https" if load(settings.web_config_file).tls else "http"
+    config = settings.web_config
+    scheme = "https" if config is not None and config.tls else "http"
     return f"{scheme}://{host}:{settings.web_port}"
 
 

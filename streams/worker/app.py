@@ -7,7 +7,6 @@ happens at import time either; :func:`create_app` builds everything from a Setti
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import time
 from collections.abc import Iterator
@@ -26,9 +25,8 @@ from streams.core import envelope
 from streams.core.changelog import MARKER
 from streams.core.processor import Outcome, PartitionProcessor, ProcessorConfig
 from streams.core.rooms import RoomConfig, RoomState, Tally
-from streams.core.sparkline import gmv_sparkline
 from streams.settings import Settings
-from streams.worker import screen, store
+from streams.worker import rooms_api, screen, store
 from streams.worker.broker import Replication
 from streams.worker.deadletters import DeadLetters, Reference
 from streams.worker.ingest import Ingest, new_producer
@@ -232,40 +230,17 @@ class LivePulse:
             """A page of rooms by room id: ``?limit=`` (default 500, at most 5 000) and
             ``?after=<room id>``; ``next`` is the ``after`` of the following page."""
             try:
-                limit, after = _page(request.query)
+                limit, after = rooms_api.parse_page(request.query)
             except ValueError as exc:
                 return _json(web, {"error": str(exc)}, 400)
-            size = self.settings.window_ms
-            candidates = (r for r in self.active_rooms() if after is None or r.room_id > after)
-            states = heapq.nsmallest(limit + 1, candidates, key=_room_id)
-            more = len(states) > limit
-            rows = []
-            for i, state in enumerate(states[:limit], 1):
-                last, current = state.last_closed(), state.current_open()
-                rows.append(
-                    {
-                        "room_id": state.room_id,
-                        "currency": state.currency_code,
-                        "gmv_sparkline": gmv_sparkline(state, size),
-                        "late_events": state.late_events,
-                        "alerts": [] if state.detector is None else state.detector.firing(),
-                        "last_closed": None if last is None else state.describe(last, size),
-                        "open": None if current is None else state.describe(current, size),
-                        "session": state.session(),
-                        "rolling": state.rolling(self.config.room),
-                    }
-                )
-                if i % 50 == 0:
-                    await asyncio.sleep(0)  # a big page must not hold up the agent
-            next_after = rows[-1]["room_id"] if more else None
-            return _json(web, {"rooms": rows, "next": next_after})
+            return _json(web, await self.rooms_page(limit, after))
 
         @app.page("/rooms/{room_id}")
         async def room_detail(web: faust.web.View, request: faust.web.Request, room_id: str) -> Any:
             state = self.room(room_id)
             size = self.settings.window_ms
             if state is None:
-                return _json(web, {"error": f"room {room_id!r} is not on this worker"}, 404)
+                return _json(web, {"error": f"no room {room_id!r}"}, 404)
             return _json(
                 web,
                 {
@@ -468,6 +443,10 @@ class LivePulse:
         active = self.active_partitions()
         return {p: proc for p, proc in sorted(self.processors.items()) if p in active}
 
+    async def rooms_page(self, limit: int, after: str | None) -> dict[str, Any]:
+        """A ``/rooms`` page of the rooms this worker serves (:mod:`.rooms_api`)."""
+        return await rooms_api.rooms_page(self.active_rooms(), self.config.room, limit, after)
+
     def active_rooms(self) -> Iterator[RoomState]:
         for proc in self._served().values():
             yield from list(proc.rooms.values())
@@ -525,22 +504,6 @@ async def _send_in_batches(
     if batch.record_count():
         futures.append(await producer.send_batch(batch, topic, partition=partition))
     return futures
-
-
-#: /rooms page sizes: the default, and the most one request may ask for.
-PAGE, MAX_PAGE = 500, 5_000
-
-
-def _page(query: Any) -> tuple[int, str | None]:
-    """``(limit, after)`` of a /rooms request, or ValueError with what is wrong."""
-    raw = query.get("limit", str(PAGE))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-        raise ValueError(f"limit must be a whole number from 1 to {MAX_PAGE}, not {raw[:40]!r}")
-    return int(raw), query.get("after") or None
-
-
-def _room_id(state: RoomState) -> str:
-    return state.room_id
 
 
 def _json(web: faust.web.View, payload: Any, status: int = 200) -> Any:

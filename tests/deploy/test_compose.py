@@ -415,3 +415,12 @@ def test_workers_ask_for_the_credentials_prometheus_sends(compose: dict) -> None
         config = load(ROOT / compose["configs"][source]["file"])
         hashed = config.users[auth["username"]]
         assert bcrypt.checkpw(password.encode(), hashed), f"{name}: the password does not match"
+
+
+def test_the_worker_template_holds_no_environment_every_worker_replaces(compose: dict) -> None:
+    """Each worker sets its own environment (its advertised host), and a YAML merge replaces
+    a mapping whole: an environment in x-worker would be a dead copy that drifts."""
+    template = compose["x-worker"]
+    workers_ = workers(compose["services"])
+    assert all("environment" in s for s in workers_.values())
+    assert "environment" not in template, "x-worker's environment is never used"

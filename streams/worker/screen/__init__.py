@@ -47,15 +47,13 @@ def _static() -> dict[str, tuple[bytes, str]]:
     }
 
 
-def web_config(settings: Settings) -> web_auth.WebConfig | None:
-    return None if settings.web_config_file is None else web_auth.load(settings.web_config_file)
-
-
 def web_options(pulse: LivePulse, settings: Settings) -> dict[str, Any]:
     """Faust app settings of the web server: TLS, its canonical URL, and the middlewares."""
-    config = web_config(settings)
+    config = settings.web_config
     web_auth.warn_if_exposed(settings.web_host, settings.web_port, config)
-    pulse.peers = Peers(pulse, None if config is None else config.client_context())
+    if config is not None:
+        web_auth.warn_if_example_password(config)
+    pulse.peers = Peers(pulse, None if config is None else config.client_context)
     middlewares = [room_router(pulse, pulse.peers)]
     options: dict[str, Any] = {}
     if config is not None:
@@ -80,10 +78,10 @@ def install(pulse: LivePulse) -> None:
     ]
     app.web.web_app.on_cleanup.append(peers.close)
 
-    def page(web: faust.web.View, name: str, status: int = 200) -> Any:
+    def page(web: faust.web.View, name: str) -> Any:
         body, content_type = files[name]
         headers = {**_HEADERS, "Content-Type": content_type}  # aiohttp refuses a charset in
-        return web.bytes(body, status=status, headers=headers)  # its content_type argument
+        return web.bytes(body, headers=headers)  # its content_type argument
 
     @app.page("/")
     async def all_rooms(web: faust.web.View, request: faust.web.Request) -> Any:

@@ -21,6 +21,7 @@ import orjson
 from aiohttp import web
 
 from streams.core.partitioner import partition_of
+from streams.worker.rooms_api import MAX_PAGE
 
 if TYPE_CHECKING:
     from streams.worker.app import LivePulse
@@ -30,10 +31,14 @@ log = logging.getLogger(__name__)
 #: Marks a request one worker sends another: answered from the receiver's own rooms only,
 #: so a stale map can never send a request round in circles.
 FORWARDED = "X-LivePulse-Forwarded"
-#: Rooms one worker's part of the all-rooms page lists at most (one /rooms page).
-MAX_ROOMS_PER_WORKER = 5_000
 #: How long one merged list of rooms serves every all-rooms page that asks.
 MERGED_FRESH_S = 1.0
+#: The largest answer read from a peer (a full /rooms page is well below it).
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+
+
+class BadAnswer(ValueError):
+    """A peer answered with something that is not what a LivePulse worker sends."""
 
 
 class Peers:
@@ -70,10 +75,18 @@ class Peers:
         return partition_of(room_id.encode(), self.pulse.settings.partitions)
 
     async def get(self, url: str, path: str, request: web.Request) -> tuple[int, bytes, str]:
-        """GET ``url + path`` with the caller's credentials; raises OSError when the peer does
-        not answer (connection refused, TLS, timeout)."""
+        """GET ``url + path``; raises OSError when the peer is not asked (another scheme than
+        this worker's) or does not answer (connection refused, TLS, timeout).
+
+        The caller's ``Authorization`` goes along only over https, to a peer whose certificate
+        verifies against this worker's own ``cert_file`` (:attr:`WebConfig.client_context`):
+        a member that merely joined the consumer group cannot collect passwords by
+        advertising a URL of its own, and no password crosses the network in the clear."""
+        scheme = self.own.partition("://")[0]
+        if url.partition("://")[0] != scheme:
+            raise OSError(f"not asked: it does not serve {scheme} like this worker")
         headers = {FORWARDED: "1", "Accept": "application/json"}
-        if "Authorization" in request.headers:
+        if scheme == "https" and "Authorization" in request.headers:
             headers["Authorization"] = request.headers["Authorization"]
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
@@ -81,7 +94,12 @@ class Peers:
             async with self._session.get(
                 url + path, headers=headers, ssl=self.client_ssl or True
             ) as resp:
-                return resp.status, await resp.read(), resp.content_type
+                body = bytearray()
+                async for chunk in resp.content.iter_chunked(1 << 16):
+                    body += chunk
+                    if len(body) > MAX_ANSWER_BYTES:
+                        raise OSError(f"answer larger than {MAX_ANSWER_BYTES} bytes")
+                return resp.status, bytes(body), resp.content_type
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise OSError(str(exc) or type(exc).__name__) from None
 
@@ -92,9 +110,9 @@ class Peers:
 
     # -- the all-rooms page --------------------------------------------------------------
     async def all_rooms(self, request: web.Request) -> dict:
-        """Every member's ``/rooms`` rows merged (each row names its ``worker``), and how each
-        member answered. A room two members list during a rebalance is kept once, from the
-        member the assignment names.
+        """Every member's ``/rooms`` rows merged (each row names its ``worker``), how each
+        member answered, and ``limit``: the rooms one member lists at most. A room two members
+        list during a rebalance is kept once, from the member the assignment names.
 
         Pages asking this worker share one merged list for up to :data:`MERGED_FRESH_S` (asked
         with the same credentials): however many browsers watch through this worker, each
@@ -120,17 +138,33 @@ class Peers:
                 seen = rooms.get(row["room_id"])
                 if seen is None or owners.get(self.partition(row["room_id"])) == url:
                     rooms[row["room_id"]] = row
-        return {"rooms": list(rooms.values()), "workers": workers}
+        return {"rooms": list(rooms.values()), "workers": workers, "limit": MAX_PAGE}
 
     async def _rooms_of(self, url: str, request: web.Request) -> tuple[list, str | None, bool]:
+        """One member's first page of rooms (at most :data:`MAX_PAGE`): this worker's from its
+        own rooms directly, the others' over HTTP."""
+        if url == self.own:
+            page = await self.pulse.rooms_page(MAX_PAGE, None)
+            return page["rooms"], None, page["next"] is not None
         try:
-            status, body, _ = await self.get(url, f"/rooms?limit={MAX_ROOMS_PER_WORKER}", request)
+            status, body, _ = await self.get(url, f"/rooms?limit={MAX_PAGE}", request)
             if status != 200:
                 return [], f"HTTP {status}", False
-            page = orjson.loads(body)
-            return page["rooms"], None, page.get("next") is not None
-        except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            rows, more = _rooms_page(orjson.loads(body))
+            return rows, None, more
+        except (OSError, orjson.JSONDecodeError, BadAnswer) as exc:
             return [], str(exc) or type(exc).__name__, False
+
+
+def _rooms_page(page: Any) -> tuple[list[dict], bool]:
+    """The rows of a ``/rooms`` answer and whether it has more; :class:`BadAnswer` unless it
+    has the shape the merge relies on (rows that are objects with a string ``room_id``)."""
+    if not isinstance(page, dict) or not isinstance(page.get("rooms"), list):
+        raise BadAnswer("malformed /rooms answer: no list of rooms")
+    rows = page["rooms"]
+    if not all(isinstance(row, dict) and isinstance(row.get("room_id"), str) for row in rows):
+        raise BadAnswer("malformed /rooms answer: a row without a room_id")
+    return rows, page.get("next") is not None
 
 
 def room_router(pulse: LivePulse, peers: Peers) -> Any:
@@ -162,6 +196,12 @@ def room_router(pulse: LivePulse, peers: Peers) -> Any:
             status, body, content_type = await peers.get(owner, request.path_qs, request)
         except OSError as exc:
             return _busy(f"the owner of room {room_id!r} ({owner}) did not answer: {exc}")
+        if status == 401:  # not the browser's to answer: it gave this worker good credentials
+            return _error(
+                502,
+                f"the owner of room {room_id!r} ({owner}) refused the forward: with basic "
+                "auth, workers forward only over https (docs/security.md)",
+            )
         return web.Response(
             body=body,
             status=status,
@@ -173,9 +213,13 @@ def room_router(pulse: LivePulse, peers: Peers) -> Any:
 
 
 def _busy(message: str) -> web.Response:
+    return _error(503, message, {"Retry-After": "1"})
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
         body=orjson.dumps({"error": message}),
-        status=503,
+        status=status,
         content_type="application/json",
-        headers={"Retry-After": "1"},
+        headers=headers,
     )

@@ -3,7 +3,9 @@
 
 (() => {
   const { put, el, fmt, get, missing, lineChart, poll } = LP;
-  const roomId = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop());
+  const segment = location.pathname.split("/").filter(Boolean).pop();
+  // a malformed escape (a hand-typed "%") is shown as typed instead of stopping the page
+  const roomId = (() => { try { return decodeURIComponent(segment); } catch { return segment; } })();
   document.getElementById("room-id").textContent = roomId;
   document.title = `LivePulse · ${roomId}`;
   const $ = (id) => document.getElementById(id);
@@ -52,13 +54,12 @@
     put($("h-uv"), s.uv_value, "major", c);
     put($("h-gpm"), s.gpm, "major", c);
     put($("h-late"), room.late_events, "int");
-    put($("h-dead"), room.dead_letters, "int");
   }
 
   // Alert episodes to shade: the active ones (the API names only those), and the ones this
   // page saw end while it was open (they end where the room's newest window then ended).
   const episodes = new Map();
-  function alerts(room, newestEnd) {
+  function alerts(room, oldestStart, newestEnd) {
     const list = room.alerts || [];
     $("alerts").replaceChildren(
       ...list.map((a) =>
@@ -77,7 +78,9 @@
         episode.to = newestEnd;
         episode.label = `${episode.label}, ended by ${fmt.time(newestEnd)}`;
       }
+      if (episode.to <= oldestStart) episodes.delete(key); // before the retained windows
     }
+    document.body.dataset.episodes = String(episodes.size);
     return [...episodes.values()];
   }
 
@@ -163,7 +166,8 @@
     $("currency").textContent = room.currency || "";
     headline(room);
     const newestEnd = windows.length ? windows[windows.length - 1].window_end : Date.now();
-    curves(room, windows, alerts(room, newestEnd));
+    const oldestStart = windows.length ? windows[0].window_start : -Infinity;
+    curves(room, windows, alerts(room, oldestStart, newestEnd));
     funnel(room, last, open);
     compare(room);
     products(room, last);

@@ -60,8 +60,14 @@
     const td = el("td", { dataset: { col: c.id } });
     const value = get(row, c.key);
     if (c.kind === "text") {
-      const link = el("a", { href: `screen/${encodeURIComponent(row.room_id)}` }, row.room_id);
-      td.append(link);
+      // "." and ".." are dot segments to every URL parser (escaped or not): no page path
+      // can name them, so they get no link rather than one to another page
+      const addressable = row.room_id !== "." && row.room_id !== "..";
+      td.append(
+        addressable
+          ? el("a", { href: `screen/${encodeURIComponent(row.room_id)}` }, row.room_id)
+          : el("span", { title: "this room id cannot be part of a URL path" }, row.room_id)
+      );
     } else if (c.kind === "alerts") {
       const kinds = value || [];
       td.dataset.value = kinds.join(",");
@@ -90,7 +96,7 @@
     );
     if (keep !== null) {
       const again = [...body.querySelectorAll("tr")].find((tr) => tr.dataset.room === keep);
-      if (again) again.querySelector("a").focus();
+      if (again) again.querySelector("a")?.focus();
     }
     document.getElementById("count").textContent = `${shown.length} of ${rows.length} rooms`;
   }
@@ -107,7 +113,7 @@
         `updated ${fmt.clock(Date.now())} · ${data.workers.length} worker(s)` +
         (bad.length ? ` · ${bad.length} not answering: rooms may be missing` : "");
       document.getElementById("workers").textContent = data.workers
-        .map((w) => `${w.url}: ${w.error ? "no answer (" + w.error + ")" : w.rooms + " rooms"}${w.truncated ? " (first 5 000)" : ""}`)
+        .map((w) => `${w.url}: ${w.error ? "no answer (" + w.error + ")" : w.rooms + " rooms"}${w.truncated ? ` (first ${fmt.int(data.limit)})` : ""}`)
         .join(" · ");
     },
     (message) => {
