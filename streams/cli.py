@@ -519,6 +519,7 @@ def _sweep(
         TextColumn("sessions"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
     )
     task = bar.add_task("sessions", total=len(config.sessions()))
+    commit = _commit()  # the code about to be measured
     started = time.perf_counter()
     try:
         with bar:
@@ -532,7 +533,7 @@ def _sweep(
         raise fail(str(exc)) from None
     result = sweep.report(results, config)
     result["seconds"] = round(time.perf_counter() - started, 1)
-    result["commit"] = _commit()
+    result["commit"] = commit
     text = [
         f"Seeds {','.join(map(str, config.seeds))}: {result['records']:,} records, "
         f"{result['seconds']} s. Measured at commit {result['commit'] or 'unknown'}."
