@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -296,7 +297,13 @@ def simulate(
     partitions: PartitionsOpt = None,
 ) -> None:
     """Generate live-room sessions (arcs, flash sales, incidents) with their ground truth."""
-    from streams.sim.publish import Placement, configure, send_to_kafka, write_file, write_truth
+    from streams.sim.publish import (
+        Placement,
+        TruthInBackground,
+        configure,
+        send_to_kafka,
+        write_file,
+    )
     from streams.worker.broker import BrokerError
 
     settings = load(broker=broker, partitions=partitions)
@@ -326,6 +333,12 @@ def simulate(
         partitions=settings.partitions,
     )
     expected = int(rate * minutes * 60)
+    for path in (out, truth):
+        if path is not None and not os.access(path.parent, os.W_OK):
+            raise fail(f"{path}: cannot write: no writable directory {path.parent}")
+    # the truth is computed beside the records, in a process of its own
+    background = TruthInBackground(config, truth) if truth is not None else None
+    done = False
     bar, update = _progress("simulating")
     started = time.perf_counter()
     # SIGTERM (docker compose stop) ends it as Ctrl-C does: what was sent stays sent
@@ -340,26 +353,35 @@ def simulate(
                 )
         finally:
             bar.stop()
+        took = time.perf_counter() - started
+        where = str(out) if out is not None else settings.broker
+        console.print(
+            f"generated {count} records in {took:.2f} s ({count / took:,.0f} records/s) to {where}"
+        )
+        if background is not None:
+            waited = time.perf_counter()
+            result = background.result()
+            console.print(
+                f"truth: {result['windows']} room windows, {result['late']} late, "
+                f"{result['malformed']} malformed, {result['incidents']} incidents "
+                f"-> {truth} (computed beside the records; waited "
+                f"{time.perf_counter() - waited:.2f} s more)"
+            )
+            took = time.perf_counter() - started
+            console.print(f"in all {took:.2f} s ({count / took:,.0f} records/s)")
+        done = True
     except BrokerError as exc:
         raise fail(str(exc)) from None
     except KeyboardInterrupt:
         console.print("stopped")
         return
     except OSError as exc:
-        raise fail(f"{out}: cannot write: {exc.strerror}") from None
-    took = time.perf_counter() - started
-    where = str(out) if out is not None else settings.broker
-    console.print(
-        f"generated {count} records in {took:.2f} s ({count / took:,.0f} records/s) to {where}"
-    )
-    if truth is not None:
-        started = time.perf_counter()
-        result = write_truth(config, truth)
-        console.print(
-            f"truth: {len(result['windows'])} room windows, {len(result['late'])} late, "
-            f"{len(result['malformed'])} malformed, {len(result['incidents'])} incidents "
-            f"-> {truth} ({time.perf_counter() - started:.2f} s)"
-        )
+        raise fail(
+            str(exc) if exc.strerror is None else f"{out}: cannot write: {exc.strerror}"
+        ) from None
+    finally:
+        if background is not None and not done:
+            background.stop()
 
 
 def _speed(speed: str) -> float | None:

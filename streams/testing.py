@@ -41,6 +41,7 @@ from streams.core.partitioner import partition_of
 from streams.processes import free_port, stop
 from streams.settings import Settings
 from streams.worker import broker
+from streams.worker.screen.peers import FORWARDED
 
 if TYPE_CHECKING:
     import ssl
@@ -142,11 +143,10 @@ class Pipeline:
         return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
 
     # -- HTTP ------------------------------------------------------------------------------
-    def get(self, path: str) -> tuple[int, bytes]:
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        request = urllib.request.Request(self.base_url + path, headers=headers or {})
         try:
-            with urllib.request.urlopen(
-                self.base_url + path, timeout=5, context=self._tls()
-            ) as resp:
+            with urllib.request.urlopen(request, timeout=5, context=self._tls()) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
@@ -156,8 +156,11 @@ class Pipeline:
         assert status == 200, (path, status, body)
         return orjson.loads(body)
 
-    def room(self, room_id: str) -> dict | None:
-        status, body = self.get(f"/rooms/{room_id}")
+    def room(self, room_id: str, here_only: bool = False) -> dict | None:
+        """The room as ``/rooms/{room_id}`` shows it; ``here_only``: only if this worker serves
+        it itself (the request is marked as a forward, so it is not forwarded to the owner)."""
+        headers = {FORWARDED: "test"} if here_only else None
+        status, body = self.get(f"/rooms/{urllib.parse.quote(room_id, safe='')}", headers)
         return orjson.loads(body) if status == 200 else None
 
     def rooms(self) -> list[dict]:

@@ -234,22 +234,38 @@ UP_STATES = value_map({"0": ("DOWN", "red"), "1": ("UP", "green")})
 
 # --- the dashboard ----------------------------------------------------------------------------
 
-#: Row titles, in order; docs/deployment.md explains each.
-ROWS = (
-    "Overview: all rooms",
-    "Room $room: funnel and its rates",
-    "Room $room: conversion and growth over time",
-    "Room $room: GMV, GPM, AOV",
-    "In-stream alerts",
-    "Pipeline: late and dead-lettered events",
-    "Pipeline: workers, watermarks, consumer lag",
-)
+
+@dataclass(frozen=True)
+class At:
+    """Where a panel goes in its row: ``y`` counts from the first line under the row's title."""
+
+    x: int
+    y: int
+    w: int
+    h: int
 
 
-def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
-    """(row title, [(panel builder, x, dy, w, h)]): dy is relative to the row's first line."""
-    overview = [
+#: A panel builder and its place.
+Placed = tuple[At, object]
+
+
+def open_window(metric: str) -> str:
+    """The room's open window's value of ``livepulse_room_window_<metric>`` (see ``closed``)."""
+    return f'max(livepulse_room_window_{metric}{{{ROOM}, window="open"}})'
+
+
+def closed(metric: str) -> str:
+    """The room's last closed window's value of ``livepulse_room_window_<metric>``: one value
+    per room; max() folds a copy that briefly exists on two workers during a partition
+    hand-over."""
+    return f'max(livepulse_room_window_{metric}{{{ROOM}, window="closed"}})'
+
+
+def overview_row() -> list[Placed]:
+    """All rooms at once: activity, money, conversion, alerting rooms, best and worst rooms."""
+    return [
         (
+            At(x=0, y=0, w=4, h=4),
             stat_panel(
                 "Active rooms",
                 "Rooms served by the workers (livepulse_rooms, role=active), summed over workers.",
@@ -258,12 +274,9 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 [Q('sum(livepulse_rooms{role="active"})', "rooms", instant=True)],
                 decimals=0,
             ),
-            0,
-            0,
-            4,
-            4,
         ),
         (
+            At(x=4, y=0, w=5, h=4),
             stat_panel(
                 "GMV per minute",
                 "All rooms, 5-minute rate of paid GMV per minute, one value per currency.",
@@ -272,12 +285,9 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 [Q("job:livepulse_room_gmv:rate5m * 60", "{{currency}}", instant=True)],
                 decimals=2,
             ),
-            4,
-            0,
-            5,
-            4,
         ),
         (
+            At(x=9, y=0, w=5, h=4),
             stat_panel(
                 "Paid orders per minute",
                 "All rooms, 5-minute rate of paid orders.",
@@ -292,12 +302,9 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 ],
                 decimals=1,
             ),
-            9,
-            0,
-            5,
-            4,
         ),
         (
+            At(x=14, y=0, w=5, h=4),
             stat_panel(
                 "Conversion (paid orders / enters)",
                 "All rooms, ratio of 5-minute rates.",
@@ -306,12 +313,9 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 [Q("job:livepulse_room_conversion:ratio_rate5m", "conversion", instant=True)],
                 decimals=2,
             ),
-            14,
-            0,
-            5,
-            4,
         ),
         (
+            At(x=19, y=0, w=5, h=4),
             stat_panel(
                 "Rooms with an in-stream alert",
                 "Rooms whose in-stream detector has any alert active "
@@ -327,12 +331,9 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 ],
                 decimals=0,
             ),
-            19,
-            0,
-            5,
-            4,
         ),
         (
+            At(x=0, y=4, w=12, h=9),
             bars_panel(
                 "Top 10 rooms by GMV per minute",
                 "5-minute rate of paid GMV per room, currency units per minute; the __other__ "
@@ -348,12 +349,9 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 ],
                 decimals=2,
             ),
-            0,
-            4,
-            12,
-            9,
         ),
         (
+            At(x=12, y=4, w=12, h=9),
             bars_panel(
                 "Lowest conversion: 10 rooms (paid orders / enters)",
                 "Rooms with the lowest ratio of 5-minute rates of paid orders to enters, among "
@@ -371,13 +369,96 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 ],
                 decimals=2,
             ),
-            12,
-            4,
-            12,
-            9,
         ),
     ]
 
+
+def online_row() -> list[Placed]:
+    """Who is in the room: online viewers now and at the peak, people this session, watch time."""
+    return [
+        (
+            At(x=0, y=0, w=12, h=8),
+            series_panel(
+                "Online viewers",
+                "Enters minus leaves since the room's state began (a viewer without a leave "
+                "stays counted): now (open window), at the end of each closed window, and the "
+                "closed window's peak.",
+                "short",
+                NONZERO,
+                [
+                    Q(open_window("online_viewers"), "now"),
+                    Q(closed("online_viewers"), "end of last closed window"),
+                    Q(closed("online_viewers_peak"), "peak of last closed window"),
+                ],
+                decimals=0,
+                min_val=0,
+            ),
+        ),
+        (
+            At(x=12, y=0, w=6, h=4),
+            stat_panel(
+                "Online now",
+                "Enters minus leaves so far (the open window's running count).",
+                "short",
+                NONZERO,
+                [Q(open_window("online_viewers"), "online", instant=True)],
+                decimals=0,
+            ),
+        ),
+        (
+            At(x=18, y=0, w=6, h=4),
+            stat_panel(
+                "Peak online this session",
+                "The largest online count at the end of any second of the room's session.",
+                "short",
+                NONZERO,
+                [Q(f"max(livepulse_room_session_online_viewers_peak{{{ROOM}}})", "peak", True)],
+                decimals=0,
+            ),
+        ),
+        (
+            At(x=12, y=4, w=6, h=4),
+            stat_panel(
+                "Viewers this session",
+                "Distinct people who entered since the room's session began (累计观看人数).",
+                "short",
+                NONZERO,
+                [Q(f"max(livepulse_room_session_viewers{{{ROOM}}})", "viewers", instant=True)],
+                decimals=0,
+            ),
+        ),
+        (
+            At(x=18, y=4, w=6, h=4),
+            stat_panel(
+                "Buyers this session",
+                "Distinct people who paid since the room's session began.",
+                "short",
+                NONZERO,
+                [Q(f"max(livepulse_room_session_buyers{{{ROOM}}})", "buyers", instant=True)],
+                decimals=0,
+            ),
+        ),
+        (
+            At(x=0, y=8, w=24, h=8),
+            series_panel(
+                "Watch time",
+                "Of each closed window: watch time per viewer (人均观看时长: total watch time / "
+                "distinct viewers) and per leave (average of the leaves' watch times).",
+                "s",
+                NONZERO,
+                [
+                    Q(closed("watch_seconds_per_viewer"), "per viewer"),
+                    Q(closed("average_watch_seconds"), "per leave"),
+                ],
+                decimals=1,
+                min_val=0,
+            ),
+        ),
+    ]
+
+
+def funnel_row() -> list[Placed]:
+    """The room's funnel in events (left) and in people (right), each with its rates."""
     funnel_stages = (
         ("impressions", "impressions"),
         ("enters", "enters"),
@@ -385,8 +466,17 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
         ("product_clicks", "product clicks"),
         ("orders_paid", "paid orders"),
     )
-    funnel = [
+    people_stages = (
+        ("impression_users", "shown the room"),
+        ("viewers", "viewers"),
+        ("product_impression_users", "shown a product"),
+        ("clickers", "clickers"),
+        ("buyers", "buyers"),
+    )
+
+    return [
         (
+            At(x=0, y=0, w=12, h=8),
             bars_panel(
                 "Funnel: impressions → enters → product impressions → clicks → paid orders",
                 "The room's funnel stages, 5-minute rates in events per minute (summed over "
@@ -399,12 +489,9 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 ],
                 decimals=1,
             ),
-            0,
-            0,
-            12,
-            8,
         ),
         (
+            At(x=0, y=8, w=6, h=4),
             stat_panel(
                 "Enter rate (enters / impressions)",
                 "Ratio of 5-minute rates. Plausible range 3–15 %.",
@@ -413,12 +500,9 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 [Q(f"room_id:livepulse_room_enter:ratio_rate5m{{{ROOM}}}", "enter rate", True)],
                 decimals=1,
             ),
-            12,
-            0,
-            6,
-            4,
         ),
         (
+            At(x=6, y=8, w=6, h=4),
             stat_panel(
                 "Click-through (clicks / product impressions)",
                 "Ratio of 5-minute rates. Plausible range 5–15 %.",
@@ -427,12 +511,9 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 [Q(f"room_id:livepulse_room_click_through:ratio_rate5m{{{ROOM}}}", "CTR", True)],
                 decimals=1,
             ),
-            18,
-            0,
-            6,
-            4,
         ),
         (
+            At(x=0, y=12, w=6, h=4),
             stat_panel(
                 "Conversion (paid orders / enters)",
                 "Ratio of 5-minute rates: the headline conversion. About 1–3 % is usual.",
@@ -447,12 +528,9 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 ],
                 decimals=2,
             ),
-            12,
-            4,
-            6,
-            4,
         ),
         (
+            At(x=6, y=12, w=6, h=4),
             stat_panel(
                 "Click-to-order (paid orders / clicks)",
                 "Ratio of 5-minute rates.",
@@ -467,20 +545,71 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 ],
                 decimals=2,
             ),
-            18,
-            4,
-            6,
-            4,
+        ),
+        (
+            At(x=12, y=0, w=12, h=8),
+            bars_panel(
+                "Funnel in people: shown the room → viewers → shown a product → clickers → buyers",
+                "Distinct people (user_id) at each stage of the room's last closed window "
+                "(HLL sketches: within 2 % of exact). A red bar is a stage nobody reached.",
+                "short",
+                NONZERO,
+                [Q(closed(name), label, instant=True) for name, label in people_stages],
+                decimals=0,
+            ),
+        ),
+        (
+            At(x=12, y=8, w=6, h=4),
+            stat_panel(
+                "Enter rate in people (viewers / people shown the room)",
+                "Last closed window.",
+                RATIO_UNIT,
+                ENTER_RATE,
+                [Q(closed("enter_users_ratio"), "enter rate (people)", True)],
+                decimals=1,
+            ),
+        ),
+        (
+            At(x=18, y=8, w=6, h=4),
+            stat_panel(
+                "Click-through in people (clickers / people shown a product)",
+                "Last closed window.",
+                RATIO_UNIT,
+                CTR,
+                [Q(closed("click_through_users_ratio"), "CTR (people)", True)],
+                decimals=1,
+            ),
+        ),
+        (
+            At(x=12, y=12, w=6, h=4),
+            stat_panel(
+                "Conversion in people (buyers / viewers)",
+                "Last closed window.",
+                RATIO_UNIT,
+                CONVERSION,
+                [Q(closed("conversion_users_ratio"), "conversion (people)", True)],
+                decimals=2,
+            ),
+        ),
+        (
+            At(x=18, y=12, w=6, h=4),
+            stat_panel(
+                "Click-to-buy in people (buyers / clickers)",
+                "Last closed window (商品点击-成交率).",
+                RATIO_UNIT,
+                CLICK_TO_ORDER,
+                [Q(closed("click_to_buy_users_ratio"), "click-to-buy (people)", True)],
+                decimals=2,
+            ),
         ),
     ]
 
-    def closed(metric: str) -> str:
-        # One value per room; max() folds a copy that briefly exists on two workers during a
-        # partition hand-over.
-        return f'max(livepulse_room_window_{metric}{{{ROOM}, window="closed"}})'
 
-    over_time = [
+def over_time_row() -> list[Placed]:
+    """The room's conversion, growth, payment success and orders over time."""
+    return [
         (
+            At(x=0, y=0, w=12, h=8),
             series_panel(
                 "Conversion rate (paid orders / enters)",
                 "Ratio of 1- and 5-minute rates, and the value of the room's last closed window.",
@@ -494,12 +623,9 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 decimals=2,
                 min_val=0,
             ),
-            0,
-            0,
-            12,
-            8,
         ),
         (
+            At(x=12, y=0, w=12, h=8),
             series_panel(
                 "Order and GMV growth vs the previous window",
                 "Last closed window's paid orders (and GMV) over the window before it, minus 1. "
@@ -512,12 +638,9 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 ],
                 decimals=0,
             ),
-            12,
-            0,
-            12,
-            8,
         ),
         (
+            At(x=0, y=8, w=12, h=8),
             series_panel(
                 "Payment success (paid / created orders)",
                 "Ratio of 1- and 5-minute rates. A drop with steady created orders is payment "
@@ -531,12 +654,9 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 decimals=1,
                 min_val=0,
             ),
-            0,
-            8,
-            12,
-            8,
         ),
         (
+            At(x=12, y=8, w=12, h=8),
             series_panel(
                 "Orders per minute",
                 "Created and paid orders, 1-minute rates.",
@@ -549,15 +669,15 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 decimals=1,
                 min_val=0,
             ),
-            12,
-            8,
-            12,
-            8,
         ),
     ]
 
-    money = [
+
+def money_row() -> list[Placed]:
+    """The room's GMV, GPM and AOV over time; UV value and AOV per buyer."""
+    return [
         (
+            At(x=0, y=0, w=8, h=8),
             series_panel(
                 "GMV per minute",
                 "Paid GMV, 1- and 5-minute rates in currency units per minute; and the GMV of the "
@@ -572,12 +692,9 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 decimals=2,
                 min_val=0,
             ),
-            0,
-            0,
-            8,
-            8,
         ),
         (
+            At(x=8, y=0, w=8, h=8),
             series_panel(
                 "GPM: GMV per thousand enters",
                 "1000 × GMV / enters: ratio of 1- and 5-minute rates, and the last closed window.",
@@ -591,12 +708,9 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 decimals=2,
                 min_val=0,
             ),
-            8,
-            0,
-            8,
-            8,
         ),
         (
+            At(x=16, y=0, w=8, h=8),
             series_panel(
                 "AOV: average order value",
                 "GMV / paid orders: ratio of 5-minute rates, and the last closed window.",
@@ -609,15 +723,43 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 decimals=2,
                 min_val=0,
             ),
-            16,
-            0,
-            8,
-            8,
+        ),
+        (
+            At(x=0, y=8, w=12, h=8),
+            series_panel(
+                "UV value: GMV per viewer",
+                "GMV / viewers (distinct people who entered) of each closed window (UV价值).",
+                MONEY_UNIT,
+                NONZERO,
+                [Q(closed("uv_value"), "UV value")],
+                decimals=2,
+                min_val=0,
+            ),
+        ),
+        (
+            At(x=12, y=8, w=12, h=8),
+            series_panel(
+                "AOV per buyer and per order",
+                "GMV / buyers (distinct people who paid) and GMV / paid orders, of each "
+                "closed window.",
+                MONEY_UNIT,
+                NONZERO,
+                [
+                    Q(closed("average_order_value_per_buyer"), "per buyer"),
+                    Q(closed("average_order_value"), "per order"),
+                ],
+                decimals=2,
+                min_val=0,
+            ),
         ),
     ]
 
-    alerts = [
+
+def alerts_row() -> list[Placed]:
+    """The in-stream detector's alerts, for the room and all rooms."""
+    return [
         (
+            At(x=0, y=0, w=12, h=7),
             timeline_panel(
                 "Alerts of room $room",
                 "The worker's in-stream detector: conversion_drop, payment_trouble, traffic_cut.",
@@ -631,12 +773,9 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 ],
                 ALERT_STATES,
             ),
-            0,
-            0,
-            12,
-            7,
         ),
         (
+            At(x=12, y=0, w=6, h=7),
             series_panel(
                 "Rooms alerting, by kind",
                 "Number of rooms with each in-stream alert active.",
@@ -652,12 +791,9 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 decimals=0,
                 min_val=0,
             ),
-            12,
-            0,
-            6,
-            7,
         ),
         (
+            At(x=18, y=0, w=6, h=7),
             table_panel(
                 "Active in-stream alerts",
                 "Every room and kind whose alert is active now.",
@@ -672,15 +808,15 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 ],
                 hide=["Time", "Value"],
             ),
-            18,
-            0,
-            6,
-            7,
         ),
     ]
 
-    late = [
+
+def late_row() -> list[Placed]:
+    """Events consumed, late and dead-lettered."""
+    return [
         (
+            At(x=0, y=0, w=6, h=8),
             series_panel(
                 "Events consumed per second, by topic",
                 "Records read from the source topics, summed over workers.",
@@ -695,12 +831,9 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 decimals=1,
                 min_val=0,
             ),
-            0,
-            0,
-            6,
-            8,
         ),
         (
+            At(x=6, y=0, w=6, h=8),
             series_panel(
                 "Late events per second, by topic and reason",
                 "Events not applied: beyond the grace period (grace) or for a window already "
@@ -717,12 +850,9 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 decimals=2,
                 min_val=0,
             ),
-            6,
-            0,
-            6,
-            8,
         ),
         (
+            At(x=12, y=0, w=6, h=8),
             series_panel(
                 "Dead-lettered (invalid) events per second",
                 "Records sent to live.deadletter, by source topic and reason "
@@ -739,12 +869,9 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 decimals=2,
                 min_val=0,
             ),
-            12,
-            0,
-            6,
-            8,
         ),
         (
+            At(x=18, y=0, w=6, h=8),
             series_panel(
                 "Late events of room $room per minute",
                 "5-minute rate of the room's late events.",
@@ -754,15 +881,15 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 decimals=1,
                 min_val=0,
             ),
-            18,
-            0,
-            6,
-            8,
         ),
     ]
 
-    pipeline = [
+
+def pipeline_row() -> list[Placed]:
+    """Workers, watermarks and consumer lag."""
+    return [
         (
+            At(x=0, y=0, w=6, h=8),
             stat_panel(
                 "Workers up",
                 'Prometheus scrape health of each worker (up{job="livepulse"}).',
@@ -772,12 +899,9 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 decimals=0,
                 mappings=UP_STATES,
             ),
-            0,
-            0,
-            6,
-            8,
         ),
         (
+            At(x=6, y=0, w=9, h=8),
             series_panel(
                 "Watermark lag per partition",
                 "Wall clock minus the partition's event-time watermark. Normally about the grace "
@@ -793,12 +917,9 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 decimals=1,
                 min_val=0,
             ),
-            6,
-            0,
-            9,
-            8,
         ),
         (
+            At(x=15, y=0, w=9, h=8),
             series_panel(
                 "Consumer lag per partition",
                 "Records not yet read by the ingest stage, per source topic and partition.",
@@ -813,15 +934,25 @@ def rows() -> list[tuple[str, list[tuple[object, int, int, int, int]]]]:
                 decimals=0,
                 min_val=0,
             ),
-            15,
-            0,
-            9,
-            8,
         ),
     ]
-    return list(
-        zip(ROWS, [overview, funnel, over_time, money, alerts, late, pipeline], strict=True)
-    )
+
+
+#: (row title, its panels), in order; docs/deployment.md explains each row.
+ROWS = (
+    ("Overview: all rooms", overview_row),
+    ("Room $room: online viewers and watch time", online_row),
+    ("Room $room: funnel in events and in people", funnel_row),
+    ("Room $room: conversion and growth over time", over_time_row),
+    ("Room $room: GMV, GPM, AOV, UV value", money_row),
+    ("In-stream alerts", alerts_row),
+    ("Pipeline: late and dead-lettered events", late_row),
+    ("Pipeline: workers, watermarks, consumer lag", pipeline_row),
+)
+
+
+def rows() -> list[tuple[str, list[Placed]]]:
+    return [(title, panels()) for title, panels in ROWS]
 
 
 def build() -> dash.Dashboard:
@@ -861,11 +992,10 @@ def build() -> dash.Dashboard:
         )
         top = grid.y + 1
         bottom = top
-        for panel, x, dy, w, h in panels:
-            board = board.with_panel(
-                panel.id(grid.next_id()).grid_pos(dash_m.GridPos(h=h, w=w, x=x, y=top + dy))
-            )
-            bottom = max(bottom, top + dy + h)
+        for at, panel in panels:
+            place = dash_m.GridPos(h=at.h, w=at.w, x=at.x, y=top + at.y)
+            board = board.with_panel(panel.id(grid.next_id()).grid_pos(place))  # type: ignore[attr-defined]
+            bottom = max(bottom, top + at.y + at.h)
         grid.y = bottom
     return board
 

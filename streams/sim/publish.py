@@ -2,17 +2,21 @@
 
 The session model lives in :mod:`streams.sim`; this module only places it in time,
 writes its records (in the ``livepulse record`` format, so ``livepulse replay`` sends them
-back exactly, malformed ones and missing keys included) and measures the rate.
+back exactly, malformed ones and missing keys included), measures the rate, and computes the
+truth beside them in a process of its own (``TruthInBackground``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import multiprocessing
+import signal
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import orjson
@@ -83,6 +87,32 @@ def _paced(
         yield chunk
 
 
+def _recorded_line(topic: str, partition: int, rec: Emitted) -> bytes:
+    """The record as one line of the ``livepulse record`` format."""
+    return orjson.dumps(
+        {
+            "topic": topic,
+            "partition": partition,
+            "offset": -1,
+            "timestamp": rec.arrival_ms,
+            "key": encode_bytes(rec.key),
+            "value": encode_bytes(rec.value),
+            "headers": [],
+        }
+    )
+
+
+def _line_parts(topic: str, partition: int, key: bytes) -> tuple[bytes, bytes] | None:
+    """What ``_recorded_line`` writes before and after the timestamp for a UTF-8 ``key``
+    (``None`` for another key)."""
+    try:
+        text = key.decode()
+    except UnicodeDecodeError:
+        return None
+    head = orjson.dumps({"topic": topic, "partition": partition, "offset": -1})
+    return head[:-1] + b',"timestamp":', b',"key":' + orjson.dumps(text) + b',"value":'
+
+
 def write_file(
     config: SimConfig,
     placement: Placement,
@@ -90,25 +120,42 @@ def write_file(
     out: Path,
     progress: Callable[[int], None] | None = None,
 ) -> int:
+    """Write the session's records to ``out``; returns how many.
+
+    Each line has the bytes ``_recorded_line`` gives, put together from parts kept per topic
+    and key rather than from a dict per record (records whose key or value is not UTF-8 take
+    ``_recorded_line`` itself)."""
     topics = _topics(settings)
+    parts: dict[tuple[str, bytes | None], tuple[bytes, bytes] | None] = {}
+    dumps = orjson.dumps
     n = 0
     with out.open("wb") as sink:
         for chunk in _paced(generate(config), placement, config.minutes):
             lines = []
             for rec in chunk:
-                lines.append(
-                    orjson.dumps(
-                        {
-                            "topic": topics[rec.topic],
-                            "partition": partition_for(rec, config.partitions),
-                            "offset": -1,
-                            "timestamp": rec.arrival_ms,
-                            "key": encode_bytes(rec.key),
-                            "value": encode_bytes(rec.value),
-                            "headers": [],
-                        }
+                where = (rec.topic, rec.key)
+                if where not in parts:
+                    parts[where] = (
+                        _line_parts(
+                            topics[rec.topic], partition_for(rec, config.partitions), rec.key
+                        )
+                        if rec.key is not None
+                        else None
                     )
-                )
+                known = parts[where]
+                try:
+                    value = rec.value.decode() if known is not None else None
+                except UnicodeDecodeError:
+                    value = None
+                if known is None or value is None:
+                    topic, partition = topics[rec.topic], partition_for(rec, config.partitions)
+                    lines.append(_recorded_line(topic, partition, rec))
+                else:
+                    head, middle = known
+                    lines.append(
+                        b"%s%d%s%s%s"
+                        % (head, rec.arrival_ms, middle, dumps(value), b',"headers":[]}')
+                    )
             sink.write(b"\n".join(lines) + b"\n")
             n += len(chunk)
             if progress:
@@ -167,10 +214,52 @@ async def send_to_kafka(
 
 
 def write_truth(config: SimConfig, out: Path) -> dict:
-    """The ground truth, from a second (identical, deterministic) run of the generator."""
+    """The ground truth, from a run of the generator of its own."""
     truth = compute_truth(config, generate(config))
     out.write_bytes(orjson.dumps(truth, option=orjson.OPT_INDENT_2))
     return truth
+
+
+def _truth_process(config: SimConfig, out: Path, send: Connection) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops it
+    try:
+        truth = write_truth(config, out)
+    except OSError as exc:
+        send.send({"error": f"{out}: cannot write: {exc.strerror}"})
+        return
+    send.send({name: len(truth[name]) for name in ("windows", "late", "malformed", "incidents")})
+
+
+class TruthInBackground:
+    """``write_truth`` in a process of its own, from its own (identical, deterministic) run of
+    the generator, while this process sends the records: with a second core the truth adds no
+    time (and with one, the cost of a second generator run)."""
+
+    def __init__(self, config: SimConfig, out: Path) -> None:
+        context = multiprocessing.get_context("spawn")  # no fork of a process with threads
+        self._answer, send = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_truth_process, args=(config, out, send), name="livepulse-truth", daemon=True
+        )
+        self._process.start()
+        send.close()
+
+    def result(self) -> dict[str, int]:
+        """How many windows, late, malformed records and incidents it wrote; ``OSError``
+        when it could not."""
+        try:
+            answer = self._answer.recv()
+        except EOFError:
+            answer = {"error": f"the truth process ended with code {self._process.exitcode}"}
+        self._process.join()
+        if "error" in answer:
+            raise OSError(answer["error"])
+        return answer
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            self._process.terminate()
+        self._process.join()
 
 
 def configure(placement: Placement, **fields: object) -> SimConfig:

@@ -55,10 +55,31 @@ WINDOW = (
     "order_growth_ratio",
     "gmv_growth_ratio",
     "start_timestamp_seconds",
+    # issue 15: people, rates in people, watch time, UV value, online viewers
+    "impression_users",
+    "viewers",
+    "product_impression_users",
+    "clickers",
+    "buyers",
+    "enter_users_ratio",
+    "click_through_users_ratio",
+    "click_to_buy_users_ratio",
+    "conversion_users_ratio",
+    "payment_success_ratio",
+    "refund_ratio",
+    "unpaid_orders",
+    "uv_value",
+    "average_order_value_per_buyer",
+    "watch_seconds_per_viewer",
+    "average_watch_seconds",
+    "online_viewers",
+    "online_viewers_peak",
 )
+SESSION = ("viewers", "buyers", "online_viewers_peak")
 CONTRACT = (
     {f"livepulse_room_{x}_total" for x in COUNTERS}
     | {f"livepulse_room_window_{x}" for x in WINDOW}
+    | {f"livepulse_room_session_{x}" for x in SESSION}
     | {
         "livepulse_room_alert_active",
         "livepulse_events_consumed_total",
@@ -181,9 +202,10 @@ def test_rows_in_order_and_panels_inside_the_grid() -> None:
     rows = [p["title"] for p in board["panels"] if p["type"] == "row"]
     assert rows == [
         "Overview: all rooms",
-        "Room $room: funnel and its rates",
+        "Room $room: online viewers and watch time",
+        "Room $room: funnel in events and in people",
         "Room $room: conversion and growth over time",
-        "Room $room: GMV, GPM, AOV",
+        "Room $room: GMV, GPM, AOV, UV value",
         "In-stream alerts",
         "Pipeline: late and dead-lettered events",
         "Pipeline: workers, watermarks, consumer lag",
@@ -217,7 +239,29 @@ def test_room_variable_and_required_views() -> None:
         "product_clicks",
         "orders_paid",
     ]
+    # The funnel in people beside it, in the same order.
+    people = next(p for _, p in _panels() if p["title"].startswith("Funnel in people"))
+    stages = [re.search(r"livepulse_room_window_(\w+)\{", t["expr"])[1] for t in people["targets"]]
+    assert stages == [
+        "impression_users",
+        "viewers",
+        "product_impression_users",
+        "clickers",
+        "buyers",
+    ]
+    assert people["gridPos"]["y"] == funnel["gridPos"]["y"]
     for needed in (
+        'livepulse_room_window_online_viewers{room_id="$room", window="open"}',
+        'livepulse_room_window_online_viewers{room_id="$room", window="closed"}',
+        "livepulse_room_window_online_viewers_peak",
+        "livepulse_room_session_online_viewers_peak",
+        "livepulse_room_session_viewers",
+        "livepulse_room_window_enter_users_ratio",
+        "livepulse_room_window_click_through_users_ratio",
+        "livepulse_room_window_click_to_buy_users_ratio",
+        "livepulse_room_window_conversion_users_ratio",
+        "livepulse_room_window_watch_seconds_per_viewer",
+        "livepulse_room_window_uv_value",
         "room_id:livepulse_room_enter:ratio_rate5m",
         "room_id:livepulse_room_click_through:ratio_rate5m",
         "room_id:livepulse_room_conversion:ratio_rate5m",

@@ -30,8 +30,14 @@ def expected_alerts(truth: dict, pipeline: Pipeline) -> dict[str, list[dict]]:
     by_room: dict[str, list[SimpleNamespace]] = {}
     for w in truth["windows"]:
         counts = Counts(**{name: w[name] for name in Counts.__struct_fields__})
+        # what the stock-out test reads: product id -> (clicks, orders created)
+        products = {
+            p["product_id"]: (p["product_clicks"], p["orders_created"])
+            for p in w["products"]
+            if p["product_clicks"] or p["orders_created"]
+        }
         by_room.setdefault(w["room_id"], []).append(
-            SimpleNamespace(start=w["window_start"], counts=counts, products=w["products"])
+            SimpleNamespace(start=w["window_start"], counts=counts, products=products)
         )
     size = pipeline.settings.window_ms
     out = {}

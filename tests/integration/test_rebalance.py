@@ -49,7 +49,7 @@ class Cluster:
         return [w for w in self.workers if w.worker is not None and w.worker.poll() is None]
 
     def room(self, room_id: str) -> dict | None:
-        found = [d for w in self.up() if (d := w.room(room_id)) is not None]
+        found = [d for w in self.up() if (d := w.room(room_id, here_only=True)) is not None]
         assert len(found) <= 1, (room_id, "served by", len(found), "workers")
         return found[0] if found else None
 

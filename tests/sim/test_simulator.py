@@ -433,6 +433,44 @@ def test_truth_of_a_session_adds_up(session: list[Emitted], truth: dict) -> None
     assert json.loads(json.dumps(truth)) == truth
 
 
+def test_issue_15_values_of_a_session_agree_with_each_other(truth: dict) -> None:
+    """Products add up to their window, the session to its windows; people never exceed
+    their events; the online peak bounds the window's end; rolling spans are where they say."""
+    rows = truth["windows"]
+    product_keys = (
+        "product_impressions", "product_clicks", "orders_created", "orders_paid",
+        "gmv_cents", "refunds",
+    )  # fmt: skip
+    for w in rows:
+        sums = {k: sum(p[k] for p in w["products"]) for k in product_keys}
+        assert sums == {k: w[k] for k in product_keys}, (w["room_id"], w["window_start"])
+        assert w["impression_users"] <= w["impressions"] and w["buyers"] <= w["orders_paid"]
+        assert w["clicker_users"] <= w["product_clicks"]
+        assert w["online_peak"] >= w["online_end"] >= 0  # R changes only at event seconds
+        assert w["window_start"] <= w["online_peak_at"] < w["window_end"]
+    assert any(w["online_peak"] > w["online_end"] for w in rows)
+    assert any(w["viewers"] < w["impression_users"] for w in rows)
+    for room, blocks in truth["rooms"].items():
+        mine = [w for w in rows if w["room_id"] == room]
+        session = blocks["session"]
+        for k in ("impressions", "enters", "leaves", "gmv_cents", "refunds"):
+            assert session[k] == sum(w[k] for w in mine), (room, k)
+        assert max(w["viewers"] for w in mine) <= session["viewers"] <= session["enters"]
+        assert session["online_peak"] == max(w["online_peak"] for w in mine)
+        end = mine[-1]["window_end"]
+        for n, block in blocks["rolling"].items():
+            current, previous = block["current"], block["previous"]
+            assert (current["span_start"], current["span_end"]) == (
+                end - int(n) * SESSION.window_ms,
+                end,
+            )
+            assert previous["span_end"] == current["span_start"]
+            inside = [w for w in mine if current["span_start"] <= w["window_start"]]
+            assert current["windows"] == len(inside)
+            assert current["enters"] == sum(w["enters"] for w in inside)
+            assert current["online_end"] == mine[-1]["online_end"]
+
+
 def test_the_stream_decoder_judges_records_as_the_truth_does(session: list[Emitted]) -> None:
     """Cross-check of the two independent implementations of contract v1 validation."""
     sources = {"views": Source.VIEWS, "clicks": Source.CLICKS, "orders": Source.ORDERS}

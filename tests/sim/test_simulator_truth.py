@@ -126,9 +126,14 @@ def window(room: str, start: int, **values: object) -> dict:
         **NONE_DERIVED,
         "order_growth": None,
         "gmv_growth": None,
-        "products": {},
         **values,
     }
+
+
+def contract_v1(rows: list[dict]) -> list[dict]:
+    """The keys a window had before issue 15 (the tests below check the others)."""
+    keys = set(window("r", 0))
+    return [{k: v for k, v in row.items() if k in keys} for row in rows]
 
 
 def test_hand_made_records_give_hand_computed_windows() -> None:
@@ -150,7 +155,6 @@ def test_hand_made_records_give_hand_computed_windows() -> None:
             click_to_order_rate=1.0,
             gpm=10_000.0,  # 20 CNY * 1000 / 2 enters
             aov=20.0,
-            products={"p1": [1, 1]},  # clicks, orders created
         ),
         window(
             "room-b",
@@ -169,7 +173,16 @@ def test_hand_made_records_give_hand_computed_windows() -> None:
         ),
         window("room-c", B, impressions=1, enter_rate=0.0),
     ]
-    assert_windows_equal(truth["windows"], expected)
+    assert_windows_equal(contract_v1(truth["windows"]), expected)
+    p1 = {"product_id": "p1", "product_impressions": 0, "product_clicks": 1}
+    assert [w["products"] for w in truth["windows"]] == [
+        [],
+        [{**p1, "orders_created": 1, "orders_paid": 1, "gmv_cents": 2_000, "refunds": 0,
+          "ctr": None, "click_to_order_rate": 1.0}],
+        [{**p1, "product_clicks": 0, "orders_created": 0, "orders_paid": 2, "gmv_cents": 4_000,
+          "refunds": 1, "ctr": None, "click_to_order_rate": None}],
+        [],
+    ]  # fmt: skip
     late = {"event_id": "e4", "topic": "views", "room_id": "room-b", "ts": B + 20_000}
     assert truth["late"] == [{**late, "arrival_ms": B + 30_001}]
     assert truth["late_by_room"] == {"room-b": 1}
@@ -254,9 +267,8 @@ def test_the_shared_scenario_gives_its_hand_computed_windows() -> None:
         {"room_id": "room-s", **{k: v for k, v in w.items() if k != "closed"}}
         for w in scenario.expected_closed_windows(base)
     ]
-    # the scenario's windows are the worker's /rooms view, which has no per-product counts
-    rows = [{k: v for k, v in w.items() if k != "products"} for w in truth["windows"]]
-    assert_windows_equal(rows, expected)
+    # the scenario's windows are contract v1's (before issue 15)
+    assert_windows_equal(contract_v1(truth["windows"]), expected)
     assert len(truth["late"]) == scenario.EXPECTED_LATE
 
 
@@ -321,3 +333,184 @@ ENTER = orjson.dumps({"event_id": "e", "room_id": "r1", "user_id": "u", "ts": 1,
 )
 def test_malformed_reasons(key: bytes | None, value: bytes, reason: str) -> None:
     assert check("views", key, value) == (None, reason)
+
+
+# --- issue 15: people, online viewers, products, rolling and session blocks --------------------
+
+
+def live_screen() -> tuple[list[Emitted], int]:
+    """One room (partition 2), arrivals in event time: windows 0, 1 and 5."""
+    o = 1_700_000_040  # the window's first second
+    return [
+        rec("views", "room-a", 1, "impression", "u1", B + 1_000),
+        rec("views", "room-a", 2, "impression", "u2", B + 1_500),
+        rec("views", "room-a", 3, "impression", "u1", B + 1_999),  # u1 again: one person
+        rec("views", "room-a", 4, "enter", "u1", B + 2_000),
+        rec("views", "room-a", 5, "enter", "u2", B + 2_500),  # R(o + 2) = 2
+        rec("views", "room-a", 6, "leave", "u1", B + 10_000, watch_ms=8_000),  # R = 1
+        rec("clicks", "room-a", 7, "product_impression", "u2", B + 11_000, product_id="p1"),
+        rec("clicks", "room-a", 8, "product_impression", "u2", B + 11_500, product_id="p2"),
+        rec("clicks", "room-a", 9, "product_click", "u2", B + 12_000, product_id="p1"),
+        rec("clicks", "room-a", 10, "product_click", "u2", B + 12_500, product_id="p1"),
+        order("room-a", 11, "created", "u2", B + 20_000, "o1", 1_000),
+        rec("orders", "room-a", 12, "created", "u2", B + 21_000, order_id="o2",
+            amount_cents=500, **ORDER | {"product_id": "p2"}),
+        order("room-a", 13, "paid", "u2", B + 30_000, "o1", 1_000),
+        rec("views", "room-a", 14, "enter", "u3", B + 40_000),
+        rec("views", "room-a", 15, "enter", "u4", B + 40_999),  # R(o + 40) = 3: the peak
+        rec("views", "room-a", 16, "leave", "u3", B + 41_000, watch_ms=1_000),  # R = 2
+        # window 1
+        rec("views", "room-a", 17, "leave", "u2", B + 61_000, watch_ms=58_500),  # R = 1
+        order("room-a", 18, "refunded", "u2", B + 62_000, "o1", 1_000),
+        rec("views", "room-a", 19, "leave", "u4", B + 63_000, watch_ms=22_001),  # R = 0
+        rec("views", "room-a", 20, "leave", "u1", B + 64_000, watch_ms=100),  # R = -1
+        rec("views", "room-a", 21, "impression", "u1", B + 70_000),
+        rec("views", "room-a", 22, "enter", "u3", B + 71_000),  # R = 0
+        # window 5
+        rec("views", "room-a", 23, "enter", "u1", B + 300_000),  # R = 1
+    ], o  # fmt: skip
+
+
+def test_people_rates_online_and_products_of_hand_computed_windows() -> None:
+    records, o = live_screen()
+    rows = compute_truth(CONFIG, records)["windows"]
+    assert [r["window_start"] - B for r in rows] == [0, 60_000, 300_000]
+    w0, w1, w5 = rows
+    assert {k: w0[k] for k in w0 if k not in contract_v1([w0])[0] and k != "products"} == {
+        "impression_users": 2,
+        "viewers": 4,
+        "product_impression_users": 1,
+        "clicker_users": 1,
+        "buyers": 1,
+        "enter_rate_users": 2.0,  # 4 viewers / 2 people shown the room
+        "ctr_users": 1.0,
+        "click_to_buy_users": 1.0,
+        "conversion_rate_users": 0.25,
+        "payment_success_rate": 0.5,
+        "refund_rate": 0.0,
+        "unpaid_orders": 1,
+        "uv_value": 2.5,  # 10 CNY / 4 viewers
+        "aov_per_buyer": 10.0,
+        "watch_seconds_per_viewer": 2.25,  # 9 s / 4 viewers
+        "avg_watch_seconds": 4.5,  # 9 s / 2 leaves
+        "online_end": 2,
+        "online_peak": 3,
+        "online_peak_at": (o + 40) * 1000,
+    }
+    assert (w0["unique_viewers"], w0["enters"], w0["impressions"]) == (4, 4, 3)
+    none = {"ctr": None, "click_to_order_rate": None}
+    assert w0["products"] == [
+        {"product_id": "p1", "product_impressions": 1, "product_clicks": 2, "orders_created": 1,
+         "orders_paid": 1, "gmv_cents": 1_000, "refunds": 0, "ctr": 2.0,
+         "click_to_order_rate": 0.5},
+        {"product_id": "p2", "product_impressions": 1, "product_clicks": 0, "orders_created": 1,
+         "orders_paid": 0, "gmv_cents": 0, "refunds": 0, "ctr": 0.0,
+         "click_to_order_rate": None},
+    ]  # fmt: skip
+    assert w1["products"] == [
+        {"product_id": "p1", **dict.fromkeys(("product_impressions", "product_clicks",
+         "orders_created", "orders_paid", "gmv_cents"), 0), "refunds": 1, **none}
+    ]  # fmt: skip
+    # R falls to -1 and is shown as 0; the peak is the first second reaching 1
+    assert (w1["online_end"], w1["online_peak"], w1["online_peak_at"]) == (0, 1, (o + 61) * 1000)
+    assert (w1["impression_users"], w1["viewers"], w1["buyers"]) == (1, 1, 0)
+    assert (w1["payment_success_rate"], w1["refund_rate"], w1["aov_per_buyer"]) == (None,) * 3
+    assert w1["avg_watch_seconds"] == pytest.approx(80.601 / 3)
+    assert w1["watch_seconds_per_viewer"] == pytest.approx(80.601)
+    assert (w1["uv_value"], w1["unpaid_orders"], w1["order_growth"]) == (0.0, 0, -1.0)
+    assert (w5["online_end"], w5["online_peak"], w5["online_peak_at"]) == (1, 1, B + 300_000)
+    assert w5["products"] == []
+
+
+def test_rolling_merges_people_and_compares_spans() -> None:
+    records, o = live_screen()
+    rolling = compute_truth(CONFIG, records, rolling=(1, 3))["rooms"]["room-a"]["rolling"]
+    end = B + 360_000  # the end of the room's last window
+    one = rolling["1"]
+    assert (one["current"]["span_start"], one["current"]["span_end"]) == (B + 300_000, end)
+    assert one["previous"]["windows"] == 0 and one["previous"]["enters"] == 0
+    assert one["previous"]["online_end"] is one["previous"]["online_peak"] is None
+    assert all(v is None for v in one["change"].values())
+    three = rolling["3"]
+    current, previous, change = three["current"], three["previous"], three["change"]
+    assert (previous["span_start"], previous["span_end"], previous["windows"]) == (
+        B,
+        B + 180_000,
+        2,
+    )
+    # windows 0 and 1 merged: u1 shown the room in both is one person, u3 entered in both
+    assert (previous["impressions"], previous["impression_users"]) == (4, 2)
+    assert (previous["enters"], previous["viewers"], previous["leaves"]) == (5, 4, 5)
+    assert (previous["refunds"], previous["refund_rate"], previous["uv_value"]) == (1, 1.0, 2.5)
+    assert previous["gpm"] == 2_000.0  # 10 CNY * 1000 / 5 enters
+    assert (previous["online_end"], previous["online_peak"]) == (0, 3)
+    assert previous["online_peak_at"] == (o + 40) * 1000
+    assert "order_growth" not in previous
+    assert (current["windows"], current["enters"], current["viewers"]) == (1, 1, 1)
+    assert (current["online_end"], current["online_peak"]) == (1, 1)
+    assert change["enters"] == pytest.approx(-0.8)
+    assert change["viewers"] == pytest.approx(-0.75)
+    assert change["impressions"] == -1.0
+    assert change["online_peak"] == pytest.approx(1 / 3 - 1)
+    assert change["online_end"] is None  # previous 0
+    assert change["aov"] is None  # current None
+    assert change["unpaid_orders"] == -1.0
+    assert set(change) == set(current) - {"span_start", "span_end", "windows", "online_peak_at"}
+
+
+def test_session_totals_people_peak_and_best_window() -> None:
+    records, o = live_screen()
+    session = compute_truth(CONFIG, records)["rooms"]["room-a"]["session"]
+    assert {k: session[k] for k in ("impressions", "enters", "leaves", "watch_ms_total")} == {
+        "impressions": 4,
+        "enters": 6,
+        "leaves": 5,
+        "watch_ms_total": 89_601,
+    }
+    assert (session["viewers"], session["buyers"], session["gmv_cents"]) == (4, 1, 1_000)
+    assert (session["online_now"], session["online_peak"]) == (1, 3)
+    assert session["online_peak_at"] == (o + 40) * 1000
+    assert (session["peak_gmv_window_start"], session["peak_gmv_cents"]) == (B, 1_000)
+    assert session["conversion_rate_users"] == 0.25 and session["uv_value"] == 2.5
+    assert session["watch_seconds_per_viewer"] == pytest.approx(89.601 / 4)
+    # only viewers and buyers are kept for the session: no rate of the other people
+    assert not {"enter_rate_users", "ctr_users", "click_to_buy_users"} & set(session)
+
+
+def test_products_beyond_the_cap_are_summed_and_online_follows_event_time() -> None:
+    def card(n: int, type_: str, product: str, ts: int) -> Emitted:
+        return rec("clicks", "room-a", n, type_, "u1", ts, product_id=product)
+
+    enter = rec("views", "room-a", 1, "enter", "u1", B + 10_000)
+    records = [
+        enter,
+        enter,  # sent twice: applied once
+        # 2 s behind views' time, within grace: R(B + 8 s) = -1, R(B + 10 s) = 0
+        rec("views", "room-a", 2, "leave", "u2", B + 8_000, "out_of_order", B + 10_001,
+            watch_ms=5),
+        # beyond grace: late, not applied
+        rec("views", "room-a", 3, "enter", "u3", B + 1_000, "late", B + 10_002),
+        order("room-a", 4, "paid", "u1", B + 11_000, "o1", 500) ,
+        rec("orders", "room-a", 5, "paid", "u1", B + 11_000, order_id="o2", amount_cents=500,
+            **ORDER | {"product_id": "pB"}),
+        *(card(10 + i, "product_click", "pB", B + 12_000) for i in range(3)),
+        *(card(20 + i, "product_click", "pC", B + 12_000) for i in range(5)),
+        *(card(30 + i, "product_click", "pD", B + 12_000) for i in range(5)),
+        card(40, "product_impression", "pD", B + 12_000),
+        card(41, "product_impression", "pE", B + 12_000),
+    ]  # fmt: skip
+    (row,) = compute_truth(CONFIG, records, products_per_window=2)["windows"]
+    assert [p["product_id"] for p in row["products"]] == ["pB", "p1", "__other__"]
+    assert row["products"][2] == {
+        "product_id": "__other__",
+        "product_impressions": 2,
+        "product_clicks": 10,
+        "orders_created": 0,
+        "orders_paid": 0,
+        "gmv_cents": 0,
+        "refunds": 0,
+        "ctr": 5.0,
+        "click_to_order_rate": 0.0,
+    }
+    assert (row["online_end"], row["online_peak"], row["online_peak_at"]) == (0, 0, B + 8_000)
+    assert (row["enters"], row["leaves"]) == (1, 1)

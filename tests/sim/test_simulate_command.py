@@ -1,0 +1,38 @@
+"""``livepulse simulate --out --truth``: the truth, computed beside the records in a process of
+its own, is the truth of exactly the records written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from streams.settings import Settings
+from streams.sim import SimConfig, compute_truth, generate
+from streams.sim.publish import Placement, write_file
+from tests.support.cli import one_line_error, run
+
+SMALL = ("--rooms", "2", "--minutes", "1", "--rate", "40", "--speed", "max")
+
+
+def test_the_truth_file_is_the_truth_of_the_records_file(tmp_path: Path) -> None:
+    out, truth_path = tmp_path / "s.jsonl", tmp_path / "t.json"
+    proc = run("simulate", *SMALL, "--out", str(out), "--truth", str(truth_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "room windows" in proc.stdout and "records/s" in proc.stdout
+    truth = orjson.loads(truth_path.read_bytes())
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in truth["config"].items()}
+    config = SimConfig(**fields)
+    assert truth == orjson.loads(orjson.dumps(compute_truth(config, generate(config))))
+    again = tmp_path / "again.jsonl"
+    write_file(config, Placement(config.end_ms or 0, None), Settings(), again)
+    assert out.read_bytes() == again.read_bytes()
+    assert truth["totals"]["emitted"] == len(out.read_bytes().splitlines()) > 100
+
+
+def test_an_unwritable_truth_is_one_line(tmp_path: Path) -> None:
+    where = tmp_path / "missing" / "t.json"
+    line = one_line_error(
+        run("simulate", *SMALL, "--out", str(tmp_path / "s.jsonl"), "--truth", str(where))
+    )
+    assert f"{where}: cannot write" in line
