@@ -443,7 +443,7 @@ def evaluate_alerts(
         bool,
         typer.Option(
             "--sweep",
-            help="Detection curves on a second incident model (streams.sim.incidents): recall "
+            help="Detection curves on a second incident model (streams.sim.family): recall "
             "and delay by stage, drop, duration and room size; with --rules a documented "
             "subset through a real Prometheus.",
         ),

@@ -1,5 +1,5 @@
 """``livepulse evaluate-alerts --sweep``: detection curves on incidents the detector was not
-tuned on (:mod:`streams.sim.incidents`).
+tuned on (:mod:`streams.sim.family`).
 
 Each incident session holds one room per (drop, duration, room size) of one funnel stage;
 its records go through the worker's own code without Kafka (:func:`in_stream.replay
@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 
 from streams.core.detector import DetectorConfig
 from streams.evaluation.in_stream import detect_rooms, replay
-from streams.sim.incidents import (
+from streams.sim.family import (
     DROPS,
     DURATIONS,
     SIZES,

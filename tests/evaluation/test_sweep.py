@@ -8,7 +8,7 @@ import pytest
 from streams.core.detector import DetectorConfig
 from streams.evaluation import sweep
 from streams.evaluation.tables import sweep_markdown
-from streams.sim.incidents import WINDOW_MS, Incident, SweepSession, generate, plan_incidents
+from streams.sim.family import WINDOW_MS, Incident, SweepSession, generate, plan_incidents
 
 SEED = 3  # not a tuning or held-out seed of the full sweep
 
