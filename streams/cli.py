@@ -418,7 +418,13 @@ def demo(
 
 @cli.command("evaluate-alerts")
 def evaluate_alerts(
-    seeds: Annotated[str, typer.Option(help="Seeds: a range (1-12) or a list (1,2,7).")] = "1-12",
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            help="Seeds: a range (1-12) or a list (1,2,7). Default 1-12; with --sweep the "
+            "tuning seeds."
+        ),
+    ] = None,
     rooms: Annotated[int, typer.Option(help="Rooms per session.")] = 6,
     minutes: Annotated[float, typer.Option(help="Session length in minutes.")] = 30.0,
     rate: Annotated[float, typer.Option(help="Average total events/s of a session.")] = 800.0,
@@ -433,16 +439,35 @@ def evaluate_alerts(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write the report (JSON).")
     ] = None,
+    sweep: Annotated[
+        bool,
+        typer.Option(
+            "--sweep",
+            help="Detection curves on a second incident model (streams.sim.family): recall "
+            "and delay by stage, drop, duration and room size; with --rules a documented "
+            "subset through a real Prometheus.",
+        ),
+    ] = False,
+    held_out: Annotated[
+        bool, typer.Option("--held-out", help="With --sweep: the held-out seeds.")
+    ] = False,
+    markdown: Annotated[
+        Path | None, typer.Option("--markdown", help="With --sweep: write the tables here.")
+    ] = None,
 ) -> None:
     """Simulated sessions with incidents (and without) through the detector: recall, delay,
     precision and false alerts per incident kind."""
     import orjson
 
     from streams.evaluation import in_stream as evaluation
+    from streams.evaluation import tables
 
+    if sweep:
+        _sweep(seeds, held_out, rules, jobs, out, markdown)
+        return
     try:
         config = evaluation.EvalConfig(
-            seeds=evaluation.parse_seeds(seeds), rooms=rooms, minutes=minutes, rate=rate
+            seeds=evaluation.parse_seeds(seeds or "1-12"), rooms=rooms, minutes=minutes, rate=rate
         )
         config.check()
     except ValueError as exc:
@@ -477,13 +502,92 @@ def evaluate_alerts(
     result["seconds"] = round(time.perf_counter() - started, 1)
     for name in ("detector", "rules"):
         if name in result:
-            console.print(evaluation.render(result, name))
+            console.print(tables.render(result, name))
     console.print(f"{result['records']:,} records in {result['seconds']} s")
     if out is not None:
         try:
             out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
         except OSError as exc:
             raise fail(f"{out}: cannot write: {exc.strerror}") from None
+
+
+def _sweep(
+    seeds: str | None,
+    held_out: bool,
+    rules: bool | None,
+    jobs: int,
+    out: Path | None,
+    markdown: Path | None,
+) -> None:
+    """``evaluate-alerts --sweep`` (see streams.evaluation.sweep)."""
+    import dataclasses
+
+    import orjson
+
+    from streams.evaluation import in_stream, sweep, tables
+
+    try:
+        chosen = in_stream.parse_seeds(seeds) if seeds else None
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if jobs < 1:
+        raise fail(f"--jobs: expected at least 1, not {jobs}")
+    base = sweep.RULES_SUBSET if rules else sweep.SweepConfig()
+    config = dataclasses.replace(
+        base, seeds=chosen or (sweep.HELD_OUT_SEEDS if held_out else base.seeds)
+    )
+    source = sweep.rules_detections if rules else None
+    bar = Progress(
+        TextColumn("sessions"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+    )
+    task = bar.add_task("sessions", total=len(config.sessions()))
+    commit = _commit()  # the code about to be measured
+    started = time.perf_counter()
+    try:
+        with bar:
+            results = sweep.run(
+                config,
+                rules=source,
+                jobs=jobs,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    except (RuntimeError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    result = sweep.report(results, config)
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    result["commit"] = commit
+    text = [
+        f"Seeds {','.join(map(str, config.seeds))}: {result['records']:,} records, "
+        f"{result['seconds']} s. Measured at commit {result['commit'] or 'unknown'}."
+    ]
+    for name in ("detector", "rules"):
+        if name in result:
+            text += ["", f"**{name}**", tables.sweep_markdown(result, name)]
+    console.print("\n".join(text), markup=False, highlight=False)
+    try:
+        if out is not None:
+            out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+        if markdown is not None:
+            markdown.write_text("\n".join(text) + "\n")
+    except OSError as exc:
+        raise fail(f"cannot write: {exc.strerror}") from None
+
+
+def _commit() -> str | None:
+    """The source checkout's commit (a result file says what it measured), if there is one."""
+    import subprocess
+
+    try:
+        proc = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=Path(__file__).parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
 
 
 def main() -> None:

@@ -19,7 +19,14 @@ payment_trouble    orders_paid                 orders_created    orders are plac
 conversion_drop    orders_created              product_clicks    cards are clicked, orders
                                                                  are not placed (best seller
                                                                  sold out, conversion decay)
+click_drop         product_clicks              product           product cards are shown, not
+                                                 impressions       clicked (cards broken, an
+                                                                   unattractive line-up)
 =================  ==========================  ================  ===========================
+
+A fifth kind, ``audience_loss``, is a volume test: the window's enters and impressions
+against the room's own level (:func:`_judge_audience`): viewers who stop coming leave every
+ratio as it was.
 
 Conditioning on the step before makes every test immune to how much traffic the room has:
 the opening ramp, the slow wobble, a flash sale five times the usual traffic and the
@@ -31,8 +38,8 @@ enter would fire on every payment outage and on every traffic cut's lost viewers
 A fall of impressions alone (fewer people shown the room) is not a traffic cut here: it is
 what the end of every session looks like.
 
-The statistic: a Poisson CUSUM per kind
----------------------------------------
+The statistic: a CUSUM per kind
+------------------------------
 Why not a per-window test: a room with 200 enters a minute has about 4 paid orders a minute.
 One window with none where 4 were expected has a Poisson probability of 0.02, which over 60
 windows an hour, three kinds and many rooms is far too many false alarms; a threshold strict
@@ -40,22 +47,40 @@ enough to be quiet must wait for a second or third bad window anyway, and needs 
 way to add them up. A CUSUM is that way: among tests with a given false-alarm rate it has the
 smallest worst-case detection delay for a change to a known alternative (Lorden 1971,
 Moustakides 1986). With counts it needs no normal approximation and no ``scipy``: a log per
-window. (The binomial form, successes out of attempts, was tried first: with payment success
-near 0.9 every missing payment weighs ln((1 - p1) / (1 - p0)), about 1.6 nats, and the first
-minute of a flash sale, whose payments have not all come in yet, fired it. The Poisson form
-weighs a shortfall by its size relative to the expected count and is robust to that.)
+window.
 
-For each window: ``x`` successes, ``n`` attempts, the baseline rate ``p0`` and so
-``expected = p0 * n``. Against the alternative "the rate fell to ``rho * p0``" (``rho``, the
-design drop, per kind) the log-likelihood ratio of the window is
+The order flow (``payment_trouble``, ``conversion_drop``: :data:`BINOMIAL_KINDS`) is judged
+as binomial trials: ``x`` successes of ``n`` (lagged) attempts against the alternative "the
+rate fell to ``rho * p0``",
 
-    llr = x * ln(rho) + expected * (1 - rho)
+    llr = x * ln(rho) + (n - x) * ln((1 - rho * p0) / (1 - p0))
 
-and the statistic ``S = max(0, S + llr)`` fires the alert once ``S >= threshold`` (per
-kind). A normal window has a negative ``llr`` and pulls ``S`` back to zero, a busy one (a
-flash sale) pulls harder, so old evidence does not linger; a collapsed step in a big room
-fires on one window, a smaller drop after two or three. The alert's ``score`` is ``S`` in
-nats (``exp(score)`` is the likelihood ratio of the evidence since the run began).
+so each attempt that did not succeed weighs what it says: with 85 % of orders paid, an
+unpaid order is strong evidence, with 20 % paid a weak one. Because a share of a window's
+successes spills into the next window, the count varies more than a binomial of its
+attempts; :func:`binomial_llr` takes ``n / kappa`` trials at ``kappa * p0`` (``kappa`` from
+the lag, about 0.5 for payments; never trusting a window to vary less than half as much as
+Poisson counts, ``MIN_DISPERSION``). The enter rate, a few per cent of impressions, is judged
+as Poisson counts, ``llr = x * ln(rho) + expected * (1 - rho)``, which a binomial of a small
+rate is. For every kind the statistic ``S = max(0, S + llr)`` fires the alert once
+``S >= threshold`` (per kind). A normal window has a negative ``llr`` and pulls ``S`` back to
+zero, a busy one (a flash sale) pulls harder, so old evidence does not linger; a collapsed
+step in a big room fires on one window, a smaller drop after two or three. The alert's
+``score`` is ``S`` in nats (``exp(score)`` is the likelihood ratio of the evidence since the
+run began).
+
+The smallest incident a room shows follows from the threshold ``h``: a step that stops
+outright adds ``(n / kappa) * ln((1 - rho * p) / (1 - p))`` per window (``p = kappa * p0``),
+so it is found once its attempts during the stall reach
+``N = h * kappa / c`` with ``c = ln((1 - rho * p) / (1 - p))``; a fall to a share ``q`` of
+the rate adds ``d = q * p * ln(rho) + (1 - q * p) * c`` per trial and is found after
+``h * kappa / d`` attempts, and never when ``d <= 0`` (``q`` at or above ``c / (c - ln rho)``).
+With the defaults (``h`` 6, ``rho`` 0.25, lag 0.4) a payment outage is found after about 7
+orders created in it where 85 % are paid, 6 where 95 % are, 37 where 20 % are (0 paid of 19
+created there is 3 nats: half the threshold, a second such window fires); a stop of orders
+per click (``rho`` 0.5, lag 0.25, 8 % of clicks ordering) after about 144 clicks, i.e. 12
+orders expected. A room with 8 orders created a minute therefore finds a payment outage on
+its first whole window, once the guards below let it be judged.
 
 Two CUSUMs run per kind: the main one, tuned to a collapse (payments to a quarter, enters to
 40 %, orders per click to half), and a mild one (``mild_ratio`` 0.8, ``mild_threshold``).
@@ -131,12 +156,21 @@ import msgspec
 from streams.core.contract import OTHER
 from streams.core.funnel import Counts
 
-KINDS = ("traffic_cut", "payment_trouble", "conversion_drop")
-#: Per kind: (successes, attempts) count fields.
+#: Alert kinds, in the order of ``DetectorState.kinds`` (a new kind is appended: records
+#: written before it decode with fewer kinds, the missing ones fresh).
+KINDS = ("traffic_cut", "payment_trouble", "conversion_drop", "audience_loss", "click_drop")
+#: The kinds that test a funnel step as a proportion (the volume test is ``audience_loss``).
+RATIO_KINDS = ("traffic_cut", "payment_trouble", "conversion_drop", "click_drop")
+#: Ratio kinds judged as binomial trials (successes of attempts): the order flow, whose
+#: success rates are far from 0 (payments: most orders are paid). The enter rate, a few per
+#: cent of impressions, is judged as Poisson counts, which it then is.
+BINOMIAL_KINDS = ("payment_trouble", "conversion_drop", "click_drop")
+#: Per ratio kind: (successes, attempts) count fields.
 STEPS = {
     "traffic_cut": ("enters", "impressions"),
     "payment_trouble": ("orders_paid", "orders_created"),
     "conversion_drop": ("orders_created", "product_clicks"),
+    "click_drop": ("product_clicks", "product_impressions"),
 }
 #: The simulator's incident kinds and the alert kind each should raise.
 INCIDENT_KIND = {
@@ -171,6 +205,7 @@ class DetectorConfig:
     traffic_cut_ratio: float = 0.4
     payment_trouble_ratio: float = 0.25
     conversion_drop_ratio: float = 0.5
+    click_drop_ratio: float = 0.5
     #: A second CUSUM per kind, tuned to a mild drop (0 turns it off): the design drops above
     #: gather nothing from a sustained fall of a fifth or a quarter, which a big room shows
     #: plainly (a stock-out of its best seller).
@@ -183,10 +218,24 @@ class DetectorConfig:
     traffic_cut_lag: float = 0.0
     payment_trouble_lag: float = 0.4
     conversion_drop_lag: float = 0.25
+    click_drop_lag: float = 0.05
     #: CUSUM thresholds (nats of evidence) at which each kind fires.
     traffic_cut_threshold: float = 8.0
     payment_trouble_threshold: float = 6.0
     conversion_drop_threshold: float = 6.0
+    click_drop_threshold: float = 6.0
+    #: Audience loss: enters *and* impressions of a window against the room's own level, a
+    #: Poisson CUSUM against a fall to ``audience_loss_ratio`` of it, firing at
+    #: ``audience_loss_threshold`` nats. The level is the lower of two medians of the windows
+    #: before: of the last ``audience_windows`` (a flash sale of fewer windows than half of
+    #: them does not move it) and of the last ``audience_recent_windows`` (it follows a slow
+    #: end-of-session decay and the session's ramp-up).
+    audience_loss_ratio: float = 0.4
+    audience_loss_threshold: float = 8.0
+    audience_windows: int = 10
+    audience_recent_windows: int = 3
+    #: Rooms whose enters level is below this are not judged for audience loss.
+    audience_min_enters: float = 20.0
     #: Consecutive judged windows more likely normal than dropped before an alert resolves.
     resolve_windows: int = 2
     #: ``observed <= critical_ratio * expected`` in the firing window makes the alert critical.
@@ -222,7 +271,7 @@ class DetectorConfig:
             raise ValueError("need 1 <= min_baseline_windows <= baseline_windows")
         if self.resolve_windows < 1:
             raise ValueError("resolve_windows must be at least 1")
-        for kind in KINDS:
+        for kind in RATIO_KINDS:
             if not 0 < self.ratio(kind) < 1:
                 raise ValueError(f"{kind}_ratio must be between 0 and 1")
             if not 0 <= self.lag(kind) < 1:
@@ -235,6 +284,14 @@ class DetectorConfig:
             raise ValueError("spike_ratio > 1, min_volume_share >= 0, critical_ratio >= 0")
         if not 0 <= self.stockout_ratio < 1 or self.stockout_threshold <= 0:
             raise ValueError("stockout_ratio must be in [0, 1) and stockout_threshold above 0")
+        if not 0 < self.audience_loss_ratio < 1 or self.audience_loss_threshold <= 0:
+            raise ValueError("audience_loss_ratio must be between 0 and 1, its threshold above 0")
+        if not 1 <= self.audience_recent_windows <= self.audience_windows <= self.baseline_windows:
+            raise ValueError(
+                "need 1 <= audience_recent_windows <= audience_windows <= baseline_windows"
+            )
+        if self.audience_min_enters < 0:
+            raise ValueError("audience_min_enters must be >= 0")
         if self.max_products < 1 or self.stockout_spike_ratio <= 1:
             raise ValueError("max_products must be at least 1 and stockout_spike_ratio above 1")
 
@@ -254,6 +311,7 @@ class KindState(msgspec.Struct, array_like=True, omit_defaults=True):
     volume: float = 0.0  # baseline median impressions, frozen while firing
     excl_from: int = -1  # windows of the last episode, left out of the baseline
     excl_to: int = -1  # (-1 while it still runs)
+    run_volume: float = 0.0  # audience_loss: the impressions level when the run began
 
 
 class ProductState(msgspec.Struct, array_like=True, omit_defaults=True):
@@ -365,6 +423,49 @@ def llr(x: int, expected: float, rho: float) -> float:
     return x * math.log(rho) + expected * (1 - rho)
 
 
+#: Baseline rates are capped here in the binomial test (a rate of 1 would make one missing
+#: success infinite evidence; lagged attempts can make a pooled rate reach it).
+MAX_RATE = 0.99
+
+
+#: A window's successes are taken to vary at least this much relative to a Poisson count of
+#: the same mean (a binomial's is ``1 - p``): payment success differs between buyers, payment
+#: methods and retries, so a rate near 1 is never trusted to the last order.
+MIN_DISPERSION = 0.5
+
+
+def binomial_llr(x: int, n: float, p0: float, rho: float, kappa: float = 1.0) -> float:
+    """Binomial log-likelihood ratio of success rate ``rho * p0`` against ``p0`` for ``x``
+    successes of ``n`` attempts: ``x ln(rho) + (n - x) ln((1 - rho p0) / (1 - p0))``.
+
+    Each failure is evidence in proportion to how rarely the baseline fails: with 85 % of
+    orders paid, one unpaid order against a fall to a quarter weighs 1.66 nats, with 20 %
+    paid 0.05. ``kappa`` (:func:`_kappa`, at most 1) is how surely an attempt's success lands
+    in this window: when successes spill into the next window, a window's count varies more
+    than a binomial of its attempts, and the test takes ``n / kappa`` trials at rate
+    ``kappa * p0`` (the same mean, the variance of the spill). ``n`` may be fractional and
+    ``x`` may exceed it (successes of the window before): the expression stays linear in both,
+    and such a window is evidence for the baseline.
+    """
+    kappa = min(kappa, (1 - MIN_DISPERSION) / p0) if p0 > 0 else kappa
+    p = min(p0 * kappa, MAX_RATE)
+    return x * math.log(rho) + (n / kappa - x) * math.log((1 - rho * p) / (1 - p))
+
+
+def _kappa(windows: Sequence[ClosedWindow], j: int, field: str, lag: float, size_ms: int) -> float:
+    """``sum q^2 / sum q`` over the attempts whose successes may land in window ``j``: those
+    of window ``j`` land there with ``q = 1 - lag``, those of the window before with ``lag``
+    (1 without a lag)."""
+    if not lag:
+        return 1.0
+    n = getattr(windows[j].counts, field)
+    before = (_attempts(windows, j, field, lag, size_ms) - (1 - lag) * n) / lag
+    total = (1 - lag) * n + lag * before
+    if total <= 0:
+        return 1.0
+    return ((1 - lag) ** 2 * n + lag**2 * before) / total
+
+
 def on_close(
     config: DetectorConfig,
     state: DetectorState,
@@ -394,10 +495,15 @@ def on_close(
             products = [msgspec.structs.replace(ps) for ps in state.products]
             state = DetectorState(state.last_start, kinds, products)
             copied = True
-        for kind, ks in zip(KINDS, state.kinds, strict=True):
+        for kind in RATIO_KINDS:
+            ks = state.kinds[KINDS.index(kind)]
             event = _judge(config, kind, ks, room_id, recent, size_ms)
             if event is not None:
                 events.append(event)
+        audience = state.kinds[KINDS.index("audience_loss")]
+        event = _judge_audience(config, audience, room_id, recent, size_ms)
+        if event is not None:
+            events.append(event)
         if config.stockout_ratio > 0:
             events += _judge_products(config, state, room_id, recent, size_ms)
         state.last_start = w.start
@@ -415,7 +521,7 @@ def _quiet(config: DetectorConfig, state: DetectorState, windows: Sequence[Close
     for ps in state.products:
         if ps.firing or ps.cusum > 0:
             return False
-    least = config.min_enters
+    least = min(config.min_enters, config.audience_min_enters)
     for w in windows[max(0, len(windows) - 1 - config.baseline_windows) : -1]:
         if w.counts.enters >= least:
             return False
@@ -525,9 +631,14 @@ def _judge(
     expected = p0 * n
     if expected < config.min_expected:
         return None
-    score = llr(x, expected, config.ratio(kind))
     mild_on = config.mild_ratio > 0
-    mild_score = llr(x, expected, config.mild_ratio) if mild_on else 0.0
+    if kind in BINOMIAL_KINDS:
+        kappa = _kappa(windows, len(windows) - 1, den_field, config.lag(kind), size_ms)
+        score = binomial_llr(x, n, p0, config.ratio(kind), kappa)
+        mild_score = binomial_llr(x, n, p0, config.mild_ratio, kappa) if mild_on else 0.0
+    else:
+        score = llr(x, expected, config.ratio(kind))
+        mild_score = llr(x, expected, config.mild_ratio) if mild_on else 0.0
     end = w.start + size_ms
     if ks.firing:
         ks.cusum = max(0.0, ks.cusum + score)
@@ -686,4 +797,131 @@ def _product_event(
         round(ps.cusum, 3),
         ps.severity,
         ps.product,
+    )
+
+
+def _audience_level(
+    config: DetectorConfig, ks: KindState, windows: Sequence[ClosedWindow]
+) -> tuple[float, float] | None:
+    """``(enters, impressions)`` the room usually has, from the windows before the last one.
+
+    Each is the lower of the median of the last ``audience_windows`` (leaving out flash sales:
+    more than ``spike_ratio`` times the enters of the quietest before the recent ones) and
+    of the last ``audience_recent_windows`` (the kind's last alert episode left out of both),
+    lowered by ``baseline_z`` of its standard error. None before the room has
+    ``audience_windows`` windows, when fewer than ``min_baseline_windows`` remain or when the
+    enters level is below ``audience_min_enters``.
+    """
+    if len(windows) - 1 < config.audience_windows:
+        return None  # a young room: a flash sale could be half of its history
+    lo, hi = ks.excl_from, ks.excl_to
+    base = [
+        w
+        for w in windows[len(windows) - 1 - config.audience_windows : -1]
+        if not (lo >= 0 and w.start >= lo and (hi < 0 or w.start <= hi))
+    ]
+    if len(base) < max(config.min_baseline_windows, config.audience_recent_windows):
+        return None
+    recent = base[-config.audience_recent_windows :]
+    # flash sales can fill most of ten minutes: the windows far above the quietest one before
+    # the recent ones (``spike_ratio`` times its enters) are left out of the long median; the
+    # recent ones do not set the bar, as they may be the start of the loss under test
+    older = base[: -config.audience_recent_windows] or base
+    bar = config.spike_ratio * min(w.counts.enters for w in older)
+    steady = [w for w in base if w.counts.enters <= bar]
+    levels = []
+    for field in ("enters", "impressions"):
+        long = _median([getattr(w.counts, field) for w in steady])
+        short = _median([getattr(w.counts, field) for w in recent])
+        level, behind = (long, len(steady)) if long <= short else (short, len(recent))
+        # the level is an estimate: lower it by ``baseline_z`` of its relative standard error
+        # (about 1 / sqrt(level * windows) for a median of Poisson counts)
+        if level > 0:
+            level *= max(0.0, 1.0 - config.baseline_z / math.sqrt(level * behind))
+        levels.append(level)
+    enters, impressions = levels
+    if enters < config.audience_min_enters or enters <= 0:
+        return None
+    return enters, impressions
+
+
+def _judge_audience(
+    config: DetectorConfig,
+    ks: KindState,
+    room_id: str,
+    windows: Sequence[ClosedWindow],
+    size_ms: int,
+) -> AlertEvent | None:
+    """Audience loss on the last of ``windows``: its enters and impressions both far below
+    the room's level (:func:`_audience_level`).
+
+    The window's evidence is the smaller of the two Poisson log-likelihood ratios (enters,
+    impressions) against a fall to ``audience_loss_ratio``: viewers who stop coming take
+    both down, while enters falling alone, with the room still shown, is a ``traffic_cut``.
+    With ``rho`` the design ratio a window adds evidence only when it holds fewer than
+    ``(1 - rho) / -ln(rho)`` of the level (0.65 at 0.4), so a fall of a third or less is never
+    one, a fall of half adds ``0.14 * level`` nats (one window at a level of 60 enters, two at
+    30), and a decay slower than about a fifth per window is followed by the recent median
+    without adding any. A decay as steep as an incident's ramp (half the audience within two
+    or three windows) is an audience loss by this definition, at the end of a session too.
+    A room without any event in a minute has no window to judge: a total loss shows on the
+    first window after it. While a run of ``S > 0`` builds up, and while the alert fires, the
+    level stays at what it was when the run began; resolving is as for the ratio kinds.
+    """
+    w = windows[-1]
+    x, imp = w.counts.enters, w.counts.impressions
+    if ks.firing:
+        level, level_imp = ks.rate, ks.volume
+    elif ks.run_start >= 0:
+        level, level_imp = ks.run_rate, ks.run_volume
+    else:
+        found = _audience_level(config, ks, windows)
+        if found is None:
+            return None
+        level, level_imp = found
+    rho = config.audience_loss_ratio
+    score = min(llr(x, level, rho), llr(imp, level_imp, rho) if level_imp > 0 else math.inf)
+    end = w.start + size_ms
+    if ks.firing:
+        # calm: the enters or the impressions are likelier at the level than at a mild drop
+        mild = config.mild_ratio or rho
+        calm = min(llr(x, level, mild), llr(imp, level_imp, mild) if level_imp > 0 else 0) <= 0
+        ks.calm = ks.calm + 1 if calm else 0
+        if ks.calm < config.resolve_windows:
+            return None
+        cusum = ks.cusum
+        ks.firing, ks.calm, ks.excl_to = False, 0, w.start
+        ks.cusum, ks.run_start = 0.0, -1
+        return AlertEvent(
+            room_id,
+            "audience_loss",
+            "resolved",
+            w.start,
+            end,
+            x,
+            round(level, 3),
+            round(cusum, 3),
+            ks.severity,
+        )
+    ks.cusum = max(0.0, ks.cusum + score)
+    if ks.cusum <= 0:
+        ks.run_start = -1
+    elif ks.run_start < 0:
+        ks.run_start, ks.run_rate, ks.run_volume = w.start, level, level_imp
+    if ks.cusum < config.audience_loss_threshold:
+        return None
+    ks.firing, ks.since, ks.calm = True, w.start, 0
+    ks.rate, ks.volume = level, level_imp
+    ks.excl_from, ks.excl_to = (ks.run_start if ks.run_start >= 0 else w.start), -1
+    ks.severity = "critical" if x <= config.critical_ratio * level else "warning"
+    return AlertEvent(
+        room_id,
+        "audience_loss",
+        "firing",
+        w.start,
+        end,
+        x,
+        round(level, 3),
+        round(ks.cusum, 3),
+        ks.severity,
     )

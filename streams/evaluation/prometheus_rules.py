@@ -59,7 +59,7 @@ from streams.core.processor import ProcessorConfig
 from streams.core.rooms import RoomConfig, RoomState
 from streams.evaluation.prometheus import running_prometheus
 from streams.processes import NotReady
-from streams.sim import SimConfig, generate
+from streams.sim import Emitted, SimConfig, generate
 from streams.worker.metrics import RoomExposition
 
 #: Alert names of the room rules (``scope: room``) -> the kind of incident each detects.
@@ -67,6 +67,8 @@ KINDS = {
     "LivePulseRoomConversionDrop": "conversion_drop",
     "LivePulseRoomPaymentTrouble": "payment_trouble",
     "LivePulseRoomTrafficCut": "traffic_cut",
+    "LivePulseRoomAudienceLoss": "audience_loss",
+    "LivePulseRoomClickThroughDrop": "click_drop",
 }
 
 #: deploy/prometheus/rules of the source checkout (rule files are not installed with the package).
@@ -114,15 +116,40 @@ def scrapes(
 ) -> Iterator[tuple[int, str]]:
     """``(time ms, exposition)`` every ``scrape_ms`` from the session start to ``tail_ms``
     after its end, as a worker serving every partition would be scraped."""
+    start, end = config.bounds()
+    yield from scrapes_of(
+        generate(config),
+        (start, end),
+        partitions=config.partitions,
+        window_ms=config.window_ms,
+        grace_ms=config.grace_ms,
+        scrape_ms=scrape_ms,
+        tail_ms=tail_ms,
+        render=render,
+    )
+
+
+def scrapes_of(
+    records: Iterable[Emitted],
+    bounds: tuple[int, int],
+    *,
+    partitions: int,
+    window_ms: int,
+    grace_ms: int,
+    scrape_ms: int = SCRAPE_MS,
+    tail_ms: int = TAIL_MS,
+    render: Renderer = render_rooms,
+) -> Iterator[tuple[int, str]]:
+    """:func:`scrapes` of any records in arrival order, of a session within ``bounds``."""
     if scrape_ms % BATCH_MS:
         raise ValueError(f"scrape_ms must be a multiple of {BATCH_MS}")
-    start, end = config.bounds()
+    start, end = bounds
     worker = LocalWorker(
-        config.partitions,
+        partitions,
         ProcessorConfig(
             # never expire a room: its counters stay through the tail
-            room=RoomConfig(size_ms=config.window_ms, retention=1_000_000),
-            grace_ms=config.grace_ms,
+            room=RoomConfig(size_ms=window_ms, retention=1_000_000),
+            grace_ms=grace_ms,
         ),
         idle_timeout_ms=int(IDLE_TIMEOUT_S * 1000),
         tick_ms=BATCH_MS,
@@ -133,10 +160,10 @@ def scrapes(
         nonlocal next_scrape
         while next_scrape <= t_ms:
             worker.run_until(next_scrape)
-            yield next_scrape, render(worker.rooms(), config.window_ms)
+            yield next_scrape, render(worker.rooms(), window_ms)
             next_scrape += scrape_ms
 
-    for rec in generate(config):
+    for rec in records:
         if rec.arrival_ms >= next_scrape:
             yield from advance_to(rec.arrival_ms)
         worker.send(_SOURCES[rec.topic], rec.key, rec.value, rec.arrival_ms)
@@ -348,13 +375,37 @@ def evaluate_rules(
     OpenMetrics file, the TSDB and the server's log go (default: a temporary directory,
     removed). ``timings``, when given, receives the seconds each stage took.
     """
+    moved, delta = shift_to_now(config)
+    found = evaluate_rules_on(
+        lambda: scrapes(moved, render=render or render_rooms),
+        moved.bounds(),
+        rules_dir=rules_dir,
+        promtool=promtool,
+        prometheus=prometheus,
+        workdir=workdir,
+        timings=timings,
+    )
+    return [(room, kind, t - delta) for room, kind, t in found]
+
+
+def evaluate_rules_on(
+    scraped: Callable[[], Iterable[tuple[int, str]]],
+    bounds: tuple[int, int],
+    *,
+    rules_dir: Path | None = None,
+    promtool: str | None = None,
+    prometheus: str | None = None,
+    workdir: Path | None = None,
+    timings: dict[str, float] | None = None,
+) -> list[Detection]:
+    """Every firing of a room alert over the scrapes of a session within ``bounds``, which
+    must lie within the last years (the server's retention); see :func:`evaluate_rules`."""
     rules_dir = rules_dir or DEFAULT_RULES_DIR
     rule_files = sorted(rules_dir.glob("*.yml"))
     if not rule_files:
         raise EvalError(f"no rule files (*.yml) in {rules_dir}")
     promtool = find_tool("promtool", promtool)
     prometheus = find_tool("prometheus", prometheus)
-    moved, delta = shift_to_now(config)
     # only the series the rules read are backfilled
     read = {m for p in rule_files for m in re.findall(r"livepulse_[a-z_]+_total", p.read_text())}
     spent = {} if timings is None else timings
@@ -373,9 +424,7 @@ def evaluate_rules(
         workdir.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(workdir / "data", ignore_errors=True)
         om = workdir / "scrapes.om"
-        samples = write_openmetrics(
-            scrapes(moved, render=render or render_rooms), om, read.__contains__
-        )
+        samples = write_openmetrics(scraped(), om, read.__contains__)
         lap("simulate_s")
         if samples:
             backfill(promtool, om, workdir / "data")
@@ -387,7 +436,7 @@ def evaluate_rules(
         if unknown or not room_alerts:
             raise EvalError(f"room alerts without a kind in KINDS: {unknown or 'none loaded'}")
         lap("start_s")
-        start, end = moved.bounds()
+        start, end = bounds
         first = start - start % EVAL_MS + EVAL_MS
         for rule in room_alerts:
             expr = inline(rule.expr, recordings, EVAL_MS)
@@ -396,6 +445,6 @@ def evaluate_rules(
                 if room is None:
                     raise EvalError(f"{rule.name}: a result without room_id")
                 for t in firings(series["values"], EVAL_MS, rule.for_ms):
-                    found.append((room, KINDS[rule.name], t - delta))
+                    found.append((room, KINDS[rule.name], t))
         lap("query_s")
     return sorted(found, key=lambda d: (d[2], d[0], d[1]))

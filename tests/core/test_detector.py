@@ -17,6 +17,7 @@ from streams.core.detector import (
     AlertEvent,
     DetectorConfig,
     DetectorState,
+    binomial_llr,
     decode_alert,
     llr,
     on_close,
@@ -49,6 +50,10 @@ def poisson(rng: random.Random, lam: float) -> int:
         k += 1
 
 
+def binomial(rng: random.Random, n: int, p: float) -> int:
+    return sum(rng.random() < p for _ in range(n))
+
+
 @dataclass
 class Minute:
     """What one minute of a synthetic room looks like (multipliers of its normal rates)."""
@@ -57,33 +62,44 @@ class Minute:
     enter: float = 1.0  # enters per impression
     order: float = 1.0  # orders created per click
     pay: float = 1.0  # payments per order
+    click: float = 1.0  # clicks per product card shown
 
 
 def room(minutes: list[Minute], *, seed: int = 1, impressions: float = 4000.0) -> list[W]:
     """Windows of a room: 10 % enter, 0.4 clicks per enter, 8 % order, 85 % pay.
 
     Steps lag as in the simulator: a quarter of a window's orders come from the clicks of the
-    window before, and 40 % of its payments from the orders of the window before.
+    window before, and 40 % of its payments from the orders of the window before. Orders are
+    counts (Poisson); payments are trials of the orders created (each paid or not), and each
+    payment lands in its order's window or, with probability 0.4, the next.
     """
     rng = random.Random(seed)
+    pay = random.Random(f"pay-{seed}")  # payments draw from their own stream
     out: list[W] = []
-    ordering_before = paying_before = None
+    ordering_before = None
+    spilled = None
     for i, m in enumerate(minutes):
         imp = poisson(rng, impressions * m.volume)
         enters = poisson(rng, imp * 0.10 * m.enter)
-        clicks = poisson(rng, enters * 0.4)
+        clicks = poisson(rng, enters * 0.4 * m.click)
+        cards = clicks * 8 if m.click == 1 else round(enters * 0.4 * 8)
         ordering = clicks * 0.08 * m.order  # orders these clicks lead to
         before = ordering if ordering_before is None else ordering_before
         created = poisson(rng, 0.75 * ordering + 0.25 * before)
-        paying = created * 0.85 * m.pay
-        before = paying if paying_before is None else paying_before
-        paid = poisson(rng, 0.6 * paying + 0.4 * before)
-        ordering_before, paying_before = ordering, paying
+        # the draw payments once took from ``rng``, kept so that the other steps' numbers
+        # stay what the tests were written on
+        poisson(rng, created * 0.85 * m.pay)
+        paying = binomial(pay, created, 0.85 * m.pay)
+        now = binomial(pay, paying, 0.6)
+        if spilled is None:  # as if the window before had been this one
+            spilled = binomial(pay, binomial(pay, created, 0.85 * m.pay), 0.4)
+        paid = now + spilled
+        ordering_before, spilled = ordering, paying - now
         counts = Counts(
             impressions=imp,
             enters=enters,
             leaves=enters,
-            product_impressions=clicks * 8,
+            product_impressions=cards,
             product_clicks=clicks,
             orders_created=created,
             orders_paid=paid,
@@ -134,7 +150,11 @@ def test_false_alerts_stay_under_one_per_ten_room_hours() -> None:
     for seed in range(1, 21):
         ws = session(seed)
         windows += len(ws)
-        alerts += sum(e.state == "firing" for e in run(ws)[1])
+        tail = len(ws) - 4  # halving each minute: an audience loss by definition (below)
+        alerts += sum(
+            e.state == "firing" and not (e.kind == "audience_loss" and index(e) >= tail)
+            for e in run(ws)[1]
+        )
     room_hours = windows * SIZE / 3_600_000
     assert room_hours > 35
     assert alerts <= 0.1 * room_hours
@@ -182,10 +202,68 @@ def test_no_verdict_before_a_baseline_exists() -> None:
 def test_end_of_session_decay_is_no_traffic_cut() -> None:
     minutes = normal(20) + [Minute(volume=0.5 ** (i + 1)) for i in range(6)]
     _, events = run(room(minutes))
-    assert events == []
+    assert [e.kind for e in events] == ["audience_loss"]  # half the audience gone each minute
+
+
+def test_a_gradual_decay_ramp_up_and_return_from_flash_sales_are_no_audience_loss() -> None:
+    ramp = [Minute(volume=0.1 + 0.9 * i / 8) for i in range(8)]
+    sales = [Minute(volume=5.0, order=1.5)] * 4 + normal(6) + [Minute(volume=6.0)] * 3
+    decay = [Minute(volume=0.88 ** (i + 1)) for i in range(25)]  # to 4 % over 25 minutes
+    for seed in range(1, 6):
+        _, events = run(room(ramp + normal(10) + sales + normal(10) + decay, seed=seed))
+        assert [e for e in events if e.kind == "audience_loss"] == []
+
+
+def test_small_rooms_are_quiet_on_audience() -> None:
+    # 20 enters a minute with a 15 % wobble for three hours
+    minutes = [Minute(volume=1 + 0.15 * math.sin(i / 3)) for i in range(180)]
+    for seed in range(1, 4):
+        _, events = run(room(minutes, seed=seed, impressions=200))
+        assert events == []
 
 
 # --- found ----------------------------------------------------------------------------------
+
+
+def test_audience_loss_fires_when_enters_and_impressions_fall_together() -> None:
+    for drop, first in ((0.25, 20), (0.5, 20)):
+        minutes = normal(20) + [Minute(volume=drop)] * 3 + normal(10)
+        state, events = run(room(minutes))
+        firing = [e for e in events if e.state == "firing"]
+        assert [(e.kind, index(e)) for e in firing] == [("audience_loss", first)], drop
+        assert firing[0].observed < (drop + 0.1) * firing[0].expected
+        assert [e.kind for e in events if e.state == "resolved"] == ["audience_loss"]
+        assert state.firing() == []
+
+
+def test_a_ramp_down_to_half_the_audience_is_found() -> None:
+    ramp = [Minute(volume=1 - 0.5 * (i + 1) / 3) for i in range(3)]
+    minutes = normal(20) + ramp + [Minute(volume=0.5)] * 2 + normal(10)
+    _, events = run(room(minutes, impressions=2000))
+    firing = [e for e in events if e.state == "firing"]
+    assert [e.kind for e in firing] == ["audience_loss"]
+    assert 21 <= index(firing[0]) <= 24
+
+
+def test_a_traffic_cut_is_no_audience_loss() -> None:
+    minutes = normal(20) + [Minute(enter=0.15)] * 4 + normal(10)
+    _, events = run(room(minutes))
+    assert "audience_loss" not in {e.kind for e in events}
+
+
+def test_records_written_before_audience_loss_decode_and_carry_on() -> None:
+    windows = room(normal(20) + [Minute(pay=0.03)] * 3)
+    state, _ = run(windows)
+    old = DetectorState(state.last_start, state.kinds[:3], state.products)  # three kinds then
+    back = msgspec.msgpack.decode(msgspec.msgpack.encode(old), type=DetectorState)
+    assert back.firing() == ["payment_trouble"]
+    more = room(normal(20) + [Minute(pay=0.03)] * 3 + normal(6) + [Minute(volume=0.2)] * 3)
+    new, events = on_close(CONFIG, back, "r1", more, SIZE)
+    assert len(new.kinds) == len(KINDS)
+    assert [(e.kind, e.state) for e in events] == [
+        ("payment_trouble", "resolved"),
+        ("audience_loss", "firing"),
+    ]
 
 
 def test_payment_outage_fires_within_two_windows_then_resolves() -> None:
@@ -220,6 +298,14 @@ def test_conversion_drop_found_and_kept_apart_from_payments() -> None:
     firing = [e for e in events if e.state == "firing"]
     assert [e.kind for e in firing] == ["conversion_drop"]
     assert 20 <= index(firing[0]) <= 22
+
+
+def test_a_click_through_drop_fires_click_drop_alone() -> None:
+    minutes = normal(20) + [Minute(click=0.4)] * 3 + normal(10)
+    _, events = run(room(minutes))
+    firing = [e for e in events if e.state == "firing"]
+    assert [e.kind for e in firing] == ["click_drop"]
+    assert 20 <= index(firing[0]) <= 21
 
 
 def test_an_outage_does_not_become_the_baseline() -> None:
@@ -346,6 +432,36 @@ def test_log_likelihood_ratio() -> None:
     assert llr(0, 4.0, 0.25) == pytest.approx(3.0)
     assert llr(4, 4.0, 0.25) < 0  # as expected: evidence against a drop
     assert llr(1, 4.0, 0.25) > 0
+
+
+def test_binomial_evidence_weighs_each_missing_success_by_how_rare_a_failure_is() -> None:
+    # 0 paid of 19 created: where 85 % pay, overwhelming; where 1 in 5 pays, ln(1/0.8^19)
+    # at most (against a fall to nothing), and 19 * ln(0.95 / 0.8) against a fall to a quarter
+    assert binomial_llr(0, 19, 0.2, 0.25) == pytest.approx(19 * math.log(0.95 / 0.8))
+    assert binomial_llr(0, 19, 0.85, 0.25) > 5 * binomial_llr(0, 19, 0.2, 0.25)
+    assert binomial_llr(16, 19, 0.85, 0.25) < 0  # paid as usual
+    # a window whose successes spill into the next varies more: less evidence per trial
+    assert 0 < binomial_llr(0, 19, 0.85, 0.25, 0.5) < binomial_llr(0, 19, 0.85, 0.25)
+    # at the payment defaults the docstring's smallest outage (7 orders where 85 % pay) is
+    # what crosses the threshold
+    kappa = 0.6**2 + 0.4**2
+    h = CONFIG.payment_trouble_threshold
+    assert binomial_llr(0, 6, 0.85, 0.25, kappa) < h <= binomial_llr(0, 7, 0.85, 0.25, kappa)
+
+
+def test_payment_outages_with_8_paid_a_minute_are_found_by_their_evidence() -> None:
+    # 3 000 impressions a minute: about 9.6 orders created and 8.2 paid a minute. The first
+    # window of an outage still gets the payments spilled from the window before, so two
+    # windows hold 5 to 15 nats: most are found, some not; three windows are all found.
+    for windows, least in ((2, 6), (3, 10)):
+        minutes = normal(20) + [Minute(pay=0.0)] * windows + normal(10)
+        found = 0
+        for seed in range(1, 11):
+            _, events = run(room(minutes, seed=seed, impressions=3000))
+            found += any(
+                e.kind == "payment_trouble" and 20 <= index(e) <= 20 + windows for e in events
+            )
+        assert found >= least, windows
 
 
 @pytest.mark.parametrize(

@@ -17,10 +17,10 @@ from streams.evaluation.in_stream import (
     close_windows,
     evaluate,
     incident_evidence,
-    markdown,
     parse_seeds,
     report,
 )
+from streams.evaluation.tables import markdown
 from streams.sim import SimConfig, compute_truth, generate
 
 SIZE = 60_000

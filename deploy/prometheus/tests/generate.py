@@ -130,6 +130,7 @@ def labels(instance: str, **extra: str) -> str:
 BASE = {
     "impressions": 1000,
     "enters": 100,
+    "product_impressions": 600,
     "product_clicks": 120,
     "orders_created": 12,
     "orders_paid": 9.6,
@@ -208,12 +209,21 @@ ROOMS: list[tuple[str, str, dict]] = [
     ("steady", "no incident: nothing may fire", {}),
     (
         "traffic-cut",
-        "enters fall to 15 % at 40m while impressions go on; clicks and orders follow a "
-        "minute later",
+        "enters fall to 15 % at 40m while impressions go on; product cards, clicks and orders "
+        "follow a minute later",
         {
             "phases": [
                 (40, 60, {"enters": 0.15}),
-                (41, 60, {"product_clicks": 0.15, "orders_created": 0.15, "orders_paid": 0.15}),
+                (
+                    41,
+                    60,
+                    {
+                        "product_impressions": 0.15,
+                        "product_clicks": 0.15,
+                        "orders_created": 0.15,
+                        "orders_paid": 0.15,
+                    },
+                ),
             ]
         },
     ),
@@ -241,6 +251,23 @@ ROOMS: list[tuple[str, str, dict]] = [
                 (56, 60, {"*": 0}),
             ]
         },
+    ),
+    (
+        "slow-tail",
+        "end of a session that winds down slowly: everything loses 10 % a minute from 35m "
+        "(to 8 % at 60m); the audience level follows, quiet",
+        {"phases": [(35 + i, 36 + i, {"*": 0.9 ** (i + 1)}) for i in range(25)]},
+    ),
+    (
+        "click-through",
+        "product cards shown go on, but 70 % fewer are clicked from 40m (and so fewer orders)",
+        {"phases": [(40, 60, {"product_clicks": 0.3, "orders_created": 0.3, "orders_paid": 0.3})]},
+    ),
+    (
+        "audience",
+        "the audience falls to a quarter at 40m: impressions, enters and everything after them; "
+        "the funnel's ratios are unchanged",
+        {"phases": [(40, 60, {"*": 0.25})]},
     ),
     (
         "restart",
@@ -303,11 +330,14 @@ ROOMS: list[tuple[str, str, dict]] = [
         {"phases": [(40, 60, {"enters": 0.15})]},
     ),
 ]
-QUIET_ROOMS = [name for name, _, _ in ROOMS if name not in ("traffic-cut", "payment", "conversion")]
+LOUD_ROOMS = ("traffic-cut", "payment", "conversion", "audience", "tail", "click-through")
+QUIET_ROOMS = [name for name, _, _ in ROOMS if name not in LOUD_ROOMS]
 QUIET_ROOMS.remove("stockout")
 QUIET_ROOMS.append("moved")
 
 TC, PT, CD = "LivePulseRoomTrafficCut", "LivePulseRoomPaymentTrouble", "LivePulseRoomConversionDrop"
+AL = "LivePulseRoomAudienceLoss"
+CT = "LivePulseRoomClickThroughDrop"
 ROOM_RUNBOOK = {
     TC: "Impressions continue but viewers do not get in: check the room's stream and entry page "
     "(player errors, region or age gating, a broken live card); compare with the room's "
@@ -316,8 +346,13 @@ ROOM_RUNBOOK = {
     "and error rates for this room's shop, then the checkout of its products.",
     CD: "Shoppers click but do not order: check stock of the room's best sellers, prices and "
     "coupons of the products on sale, and the checkout page; ask the host.",
+    CT: "Cards are shown but not clicked: check that the room's product cards render and open "
+    "(images, prices, the card's link), and what the host is presenting.",
+    AL: "The audience left or stopped arriving: check the room's placement in feeds and "
+    "recommendations (a traffic boost that ended, a demotion), the stream itself (frozen video, "
+    "audio), and whether the host is ending the session.",
 }
-ROOM_SEVERITY = {TC: "critical", PT: "critical", CD: "warning"}
+ROOM_SEVERITY = {TC: "critical", PT: "critical", CD: "warning", AL: "warning", CT: "warning"}
 
 
 def room_alert(name: str, room_id: str, summary: str) -> Alert:
@@ -350,6 +385,14 @@ def conversion(r: str, pct: str = "30%", orders: int = 11, expected: int = 36) -
     )
 
 
+def audience(r: str, now: int, usual: int) -> Alert:
+    return room_alert(
+        AL,
+        r,
+        f"Room {r}: {now} enters/min where it usually has {usual}; impressions fell with them.",
+    )
+
+
 def room_alerts_test() -> str:
     series: list[Series] = []
     for name, note, kw in ROOMS:
@@ -361,10 +404,18 @@ def room_alerts_test() -> str:
         40,
     )
     stockout = conversion("stockout", "60%", 65, 108)
+    lost = audience("audience", 25, 100)
+    clicks = room_alert(
+        CT,
+        "click-through",
+        "Room click-through: product clicks per card shown at 30% of its baseline.",
+    )
     expect = [
-        ("36m", {TC: [], PT: [], CD: []}),
+        ("36m", {TC: [], PT: [], CD: [], AL: []}),
+        ("40m30s", {AL: [], CT: []}),
+        ("42m30s", {CT: [clicks]}),
         ("41m30s", {TC: [], PT: [], CD: []}),
-        ("42m30s", {TC: [traffic_cut("traffic-cut")], PT: [], CD: []}),
+        ("42m30s", {TC: [traffic_cut("traffic-cut")], PT: [], CD: [], AL: [lost]}),
         (
             "44m",
             {
@@ -373,6 +424,8 @@ def room_alerts_test() -> str:
                 CD: [conversion("conversion"), stockout],
             },
         ),
+        ("49m", {AL: []}),  # the recent level has taken the lasting loss in
+        ("53m30s", {AL: [audience("tail", 20, 100)]}),
         (
             "55m",
             {
@@ -394,14 +447,19 @@ def room_alerts_test() -> str:
         (
             "60m",
             "max by (room_id, alertname) (max_over_time("
-            'ALERTS{room_id=~"traffic-cut|payment|conversion|stockout"}[60m]))',
+            'ALERTS{room_id=~"traffic-cut|payment|conversion|stockout|audience|tail|click-through"}'
+            "[60m]))",
             [
                 (f'{{alertname="{TC}", room_id="traffic-cut"}}', "1"),
                 (f'{{alertname="{PT}", room_id="payment"}}', "1"),
                 (f'{{alertname="{CD}", room_id="conversion"}}', "1"),
                 (f'{{alertname="{CD}", room_id="stockout"}}', "1"),
+                (f'{{alertname="{AL}", room_id="audience"}}', "1"),
+                (f'{{alertname="{AL}", room_id="tail"}}', "1"),
+                (f'{{alertname="{CT}", room_id="click-through"}}', "1"),
             ],
-            "each incident room raised its own alert and no other",
+            "each incident room raised its own alert and no other; the tail, halving its "
+            "audience within a minute, is an audience loss",
         ),
     ]
     rooms = group(
