@@ -762,7 +762,8 @@ def alerts_row() -> list[Placed]:
             At(x=0, y=0, w=12, h=7),
             timeline_panel(
                 "Alerts of room $room",
-                "The worker's in-stream detector: conversion_drop, payment_trouble, traffic_cut, audience_loss, click_drop.",
+                "The worker's in-stream detector: conversion_drop, payment_trouble, traffic_cut, "
+                "audience_loss, click_drop.",
                 "none",
                 ALERT,
                 [
