@@ -14,7 +14,8 @@ every flush writes, in this order:
 4. the partition clock (``␟clock``), which therefore never runs ahead of the rooms;
 5. the end-of-flush marker (:data:`MARKER`), a one-record batch: the embedded broker reports
    a partition's end offset as the base offset of its last batch + 1, and recovery reads up
-   to that offset.
+   to that offset. A worker that takes a partition over writes one more before it reads the
+   partition back, so a flush cut short by a kill is read whole by every later reader alike.
 
 Keys join their parts with the unit separator U+001F, a control character no valid room id
 may contain (contract v1), so no room's keys collide with another's or with the clock's.

@@ -19,6 +19,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from faust.serializers import codecs
+from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from streams.core import envelope
@@ -36,6 +37,9 @@ from streams.worker.security import client_options, faust_credentials
 from streams.worker.transport import App
 
 log = logging.getLogger(__name__)
+
+#: How long a new assignment waits for its end-of-changelog markers (see _end_changelogs).
+_END_MARKER_TIMEOUT_S = 30.0
 
 
 class _Utf8(codecs.Codec):
@@ -128,6 +132,7 @@ class LivePulse:
         # built the changelog topic with JSON; ours are plain codecs, so build it again.
         self.table.key_serializer, self.table.value_serializer = "livepulse-utf8", "raw"
         self.table.changelog_topic = self.table._new_changelog_topic()
+        self.store.before_recovery = self._end_changelogs
         self.batches = app.topic(s.topic_batches, partitions=s.partitions)
         self.registry.register(
             PipelineCollector(
@@ -415,6 +420,37 @@ class LivePulse:
         self._flushed_at = time.monotonic()
         if pending or unacked:
             self.metrics.flush_seconds.observe(self._flushed_at - started)
+
+    async def _end_changelogs(self, assigned: set[TP]) -> None:
+        """End each changelog partition this worker is to own with an end-of-flush marker,
+        before recovery asks for the end offsets.
+
+        A predecessor killed inside a flush leaves a batch of several records last, and the
+        embedded broker reports its end offset as that batch's first offset + 1: a recovery
+        that stopped there would serve rooms without the rest of the batch, while every later
+        reader (once anything follows) sees it, and the two would disagree on what a key
+        holds. With the marker last, every reader reads the same whole log, and every prefix
+        of it is consistent (:mod:`streams.core.changelog`).
+        """
+        topic = self.settings.topic_batches
+        partitions = sorted({tp.partition for tp in assigned if tp.topic == topic})
+        if not partitions:
+            return
+        changelog = self.table.changelog_topic_name
+        try:
+            producer = await self._producer()
+            sent = [
+                await producer.send(changelog, None, key=MARKER.encode(), partition=p)
+                for p in partitions
+            ]
+            await asyncio.wait_for(asyncio.gather(*sent), _END_MARKER_TIMEOUT_S)
+        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+            log.warning(
+                "could not end changelog partitions %s with a marker (%s): a flush cut short "
+                "at their end may be read back only in part",
+                partitions,
+                exc or type(exc).__name__,
+            )
 
     async def _lookup_consumer(self) -> AIOKafkaConsumer:
         """A group-less consumer for reading back records to dead-letter."""

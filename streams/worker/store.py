@@ -18,7 +18,7 @@ exactly what the changelog holds, for every partition this worker owns or stands
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +116,9 @@ class PartitionStore(MemoryStore):
         super().__post_init__()
         self.parts: dict[int, _Partition] = {}
         self.restored = 0  # changelog records read back (recovery and standby), ever
+        #: Awaited with each new assignment before Faust's recovery reads the changelog's
+        #: end offsets (the worker ends the partitions it will own with a marker there).
+        self.before_recovery: Callable[[set[TP]], Awaitable[None]] | None = None
 
     @property
     def durable(self) -> bool:
@@ -179,6 +182,8 @@ class PartitionStore(MemoryStore):
         keep = self._changelog(assigned)
         for partition in [p for p in self.parts if p not in keep]:
             self.parts.pop(partition).close()
+        if self.before_recovery is not None:
+            await self.before_recovery(assigned)
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         """Keeps standby partitions (Faust's memory store would delete them here)."""
