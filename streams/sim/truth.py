@@ -139,7 +139,7 @@ def check(topic: str, key: bytes | None, value: bytes) -> tuple[dict | None, str
         return None, "json"
     # a nested container needs a "[" or a second "{" in the text: only then measure the depth
     if not isinstance(body, dict) or (
-        (_LIST in value or _OBJECT in value[1:]) and _depth(body) > DEPTH_MAX
+        (_LIST in value or value.find(_OBJECT, 1) >= 0) and _depth(body) > DEPTH_MAX
     ):
         return None, "schema"
     type_ = body.get("type")
