@@ -5,8 +5,9 @@
 
 Runs the command a user would (50 rooms, 30 minutes, default rate) in a temporary directory
 and reports its records per second of wall time and its CPU time (its own and its children's).
-Then, in a process of its own, the parts on a 5-minute session: the generator alone, the
-generator writing the file, the generator feeding the truth (CPU seconds, best of three).
+Then, in a process of its own, the parts on a 5-minute session (CPU seconds, best of three):
+the generator alone, the generator writing the file, the generator feeding the truth, and what
+each of the command's two processes does (``parts``).
 ``--code DIR`` puts DIR first on ``PYTHONPATH`` (e.g. ``git archive <commit> streams | tar -x
 -C DIR``), so a before and an after are measured the same way. Results go to
 ``bench/results/<UTC timestamp>-simulate[-label].json`` and ``.md``.

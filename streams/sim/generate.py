@@ -35,8 +35,8 @@ or after ``end_ms`` are not generated.
 
 Throughput: ``python -m streams.sim.generate [rooms minutes rate]`` writes the values to
 a temporary file and prints events/s (runpy warns that the package imported the module first;
-harmless). Measured on the 2-core development machine, Python 3.11: 50 rooms x 30 min at
-2000 events/s (3.58 M records) in 13-14 s, 255 000-275 000 events/s, 85 MB peak RSS.
+harmless); ``python -m bench.simulate`` stores the generator's CPU time per record beside that
+of ``livepulse simulate``'s other parts in ``bench/results/``.
 """
 
 from __future__ import annotations

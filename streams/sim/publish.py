@@ -153,7 +153,7 @@ def write_file(
     # topic -> key -> the line's parts, None for a key that is not UTF-8
     parts: dict[str, dict[bytes | None, tuple[bytes, bytes] | None]] = {t: {} for t in topics}
     dumps = orjson.dumps
-    tail = b',"headers":[]}'
+    tail = b',"headers":[]}\n'
     n = 0
     with out.open("wb") as sink:
         for chunk in _records(config, placement, also):
@@ -174,10 +174,11 @@ def write_file(
                 if known is None or text is None:
                     partition = partition_for(key, event_id, partitions)
                     lines.append(_recorded_line(topics[topic], partition, key, value, arrival))
+                    lines.append(b"\n")
                 else:
                     head, middle = known
                     lines.append(b"%s%d%s%s%s" % (head, arrival, middle, dumps(text), tail))
-            sink.write(b"\n".join(lines) + b"\n")
+            sink.write(b"".join(lines))
             n += len(chunk)
             if progress:
                 progress(n)
