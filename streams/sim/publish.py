@@ -273,7 +273,8 @@ class TruthInBackground:
         self._process.start()
         send.close()
         receive.close()
-        self._outbox: queue.Queue[bytes] = queue.Queue(maxsize=4)
+        # room for about a second of records: the other process starts up meanwhile
+        self._outbox: queue.Queue[bytes] = queue.Queue(maxsize=32)
         self._sender = threading.Thread(target=self._send, name="livepulse-truth-feed", daemon=True)
         self._sender.start()
 
@@ -291,7 +292,7 @@ class TruthInBackground:
                 return
 
     def feed(self, chunk: list[Fields]) -> None:
-        """Records for the truth, in order (it blocks while a few chunks wait already)."""
+        """Records for the truth, in order (it blocks while many chunks wait already)."""
         if chunk:
             self._outbox.put(_encode_records(chunk))
 
