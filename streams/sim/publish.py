@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import multiprocessing
 import queue
 import signal
@@ -240,13 +241,26 @@ _encode_records = msgspec.msgpack.Encoder().encode
 _decode_records = msgspec.msgpack.Decoder(list[Fields]).decode
 
 
+def _truth_of_chunks(config: SimConfig, chunks: Iterable[bytes]) -> dict:
+    """The truth of the records in ``chunks`` (msgpack), with the garbage collector paused:
+    the truth makes no reference cycles, and the collector would only walk its growing state
+    again and again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        truth = Truth(config)
+        for data in chunks:
+            truth.add(_decode_records(data))
+        return truth.result()
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _truth_process(config: SimConfig, out: Path, records: Connection, send: Connection) -> None:
-    """The truth of the chunks received (msgpack, until an empty message), written to ``out``."""
+    """The truth of the chunks received (until an empty message), written to ``out``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops it
-    truth = Truth(config)
-    while data := records.recv_bytes():
-        truth.add(_decode_records(data))
-    result = truth.result()
+    result = _truth_of_chunks(config, iter(records.recv_bytes, b""))
     try:
         out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
     except OSError as exc:

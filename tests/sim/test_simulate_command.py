@@ -3,6 +3,7 @@ its own, is the truth of exactly the records written."""
 
 from __future__ import annotations
 
+import gc
 import threading
 from pathlib import Path
 
@@ -12,7 +13,13 @@ import pytest
 from streams.settings import Settings
 from streams.sim import SimConfig, compute_truth, generate
 from streams.sim.generate import generate_slices
-from streams.sim.publish import Placement, TruthInBackground, write_file
+from streams.sim.publish import (
+    Placement,
+    TruthInBackground,
+    _encode_records,
+    _truth_of_chunks,
+    write_file,
+)
 from tests.support.cli import one_line_error, run
 
 SMALL = ("--rooms", "2", "--minutes", "1", "--rate", "40", "--speed", "max")
@@ -59,3 +66,14 @@ def test_a_truth_process_gone_mid_session_is_an_error_not_a_hang(tmp_path: Path)
     with pytest.raises(OSError, match="the truth process ended with code"):
         background.result()
     assert not (tmp_path / "t.json").exists()
+
+
+def test_the_truth_leaves_no_reference_cycles() -> None:
+    """The truth process pauses the garbage collector: only right if its work leaves no cycles
+    behind (malformed, late and duplicate records included)."""
+    config = SimConfig(seed=1, rooms=2, minutes=1, rate=400, end_ms=1_700_000_000_000)
+    chunks = [_encode_records(chunk) for chunk in generate_slices(config)]
+    gc.collect()
+    truth = _truth_of_chunks(config, chunks)
+    assert truth["malformed"] and truth["late"] and truth["duplicates"]
+    assert gc.collect() == 0
