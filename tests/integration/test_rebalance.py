@@ -53,9 +53,9 @@ class Cluster:
         assert len(found) <= 1, (room_id, "served by", len(found), "workers")
         return found[0] if found else None
 
-    def closed_windows(self, room_id: str) -> list[dict]:
-        detail = self.room(room_id)
-        return [w for w in detail["windows"] if w["closed"]] if detail else []
+    def rooms(self) -> list[dict]:
+        """Every running worker's own /rooms rows."""
+        return [row for w in self.up() for row in w.rooms()]
 
     def close_windows(self, after_ms: int) -> None:
         self.workers[0].close_windows(after_ms)
