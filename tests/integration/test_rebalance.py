@@ -185,7 +185,7 @@ def test_two_three_two_workers_serve_each_room_once_and_keep_every_window_exact(
                 dirty_at.append(
                     wait_until(
                         lambda: (d := cluster.unflushed()) > DIRTY and d,
-                        60,
+                        180,
                         f"{DIRTY} rooms dirty",
                         a.log,
                     )
@@ -198,7 +198,7 @@ def test_two_three_two_workers_serve_each_room_once_and_keep_every_window_exact(
                 dirty_at.append(
                     wait_until(
                         lambda: (d := cluster.unflushed()) > DIRTY and d,
-                        60,
+                        180,
                         f"{DIRTY} rooms dirty",
                         a.log,
                     )
