@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import random
 import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -38,6 +41,11 @@ KILLS = (
 #: the link's speed while a restarted worker is to be killed in its recovery (bytes/s), so
 #: that the reading lasts long enough to be caught in the act
 SLOW_LINK = 200_000
+#: the link's speed while a stretch that is to end in a stalled flush is written and read
+#: (bytes/s per direction of a connection)
+PACED_LINK = 400_000
+#: stalls tried per stalled-flush kill (each one waits 10 s for the flush to hang)
+STALL_TRIES = 5
 
 
 def _metric(pipeline: Pipeline, name: str) -> float:
@@ -76,22 +84,40 @@ def _kill_while_applying(pipeline: Pipeline, upto: float) -> str:
 
 
 def _kill_in_a_stalled_flush(pipeline: Pipeline, proxy: Proxy, upto: float) -> str:
-    """The broker stalls (connections open, nothing forwarded): the next flush hangs with
-    envelopes applied in memory and not acked; kill then."""
+    """Once ``upto`` records are handled, the broker stalls (connections open, nothing
+    forwarded) while envelopes are applied and not acked: the next flush hangs with them in
+    memory only; kill then. A flush that completes between the look and the stall leaves
+    nothing to catch: the link is healed (paced again) and the next envelopes are tried."""
     wait_until(lambda: _processed(pipeline) >= upto, 60, f"{upto:.0f} records", pipeline.log)
-    proxy.stall()
-    try:
 
-        def stuck() -> float:
-            return _metric(pipeline, "livepulse_changelog_flush_in_progress") == 1 and _metric(
-                pipeline, "livepulse_envelopes_unacked"
-            )
+    def unacked() -> float:
+        return _metric(pipeline, "livepulse_envelopes_unacked")
 
-        unacked = wait_until(stuck, 30, "a flush waiting on the stalled broker", pipeline.log)
-        _kill(pipeline)
-    finally:
+    def stuck() -> float:
+        return _metric(pipeline, "livepulse_changelog_flush_in_progress") == 1 and unacked()
+
+    for _ in range(STALL_TRIES):
+        wait_until(unacked, 60, "envelopes applied and not acked", pipeline.log)
+        proxy.stall()
+        caught = _poll(stuck, 10)
+        if caught:
+            _kill(pipeline)
+            proxy.heal()
+            return f"in a stalled flush covering {caught:.0f} unacked envelopes"
         proxy.heal()
-    return f"in a stalled flush covering {unacked:.0f} unacked envelopes"
+        proxy.throttle(PACED_LINK)
+    raise AssertionError(f"no flush caught on the stalled broker in {STALL_TRIES} tries")
+
+
+def _poll(condition: Callable[[], float], timeout: float) -> float:
+    """``condition``'s first truthy value within ``timeout`` seconds, else 0."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    return 0.0
 
 
 def _kill_in_recovery(pipeline: Pipeline, proxy: Proxy) -> str:
@@ -146,12 +172,19 @@ def test_kills_at_random_moments_leave_every_window_exact(tmp_path: Path) -> Non
         stretches = [every[a:b] for a, b in zip([0, *cuts], [*cuts, len(every)], strict=True)]
         moments = []
         for n, ((kind, store), stretch) in enumerate(zip(KILLS, stretches[:-1], strict=True)):
-            pipeline.replay(write_recording(tmp_path / f"stretch-{n}.jsonl", stretch))
+            path = write_recording(tmp_path / f"stretch-{n}.jsonl", stretch)
             # records this worker process has handled (its counters start at its start)
             upto = rng.uniform(0.05, 0.95) * len(stretch)
             if kind == "flush":
-                moments.append(_kill_in_a_stalled_flush(pipeline, kafka.proxy, upto))
+                # the stretch is still arriving, over a paced link, when the broker stalls: a
+                # worker that had applied and flushed all of it would leave nothing to catch
+                kafka.proxy.throttle(PACED_LINK)  # healed after the kill
+                with ThreadPoolExecutor(1) as writer:
+                    written = writer.submit(pipeline.replay, path)
+                    moments.append(_kill_in_a_stalled_flush(pipeline, kafka.proxy, upto))
+                    written.result()
             else:
+                pipeline.replay(path)
                 moments.append(_kill_while_applying(pipeline, upto))
             pipeline.env["LIVEPULSE_STORE"] = store
             if kind == "recovery":
