@@ -5,8 +5,9 @@
 
 Runs the command a user would (50 rooms, 30 minutes, default rate) in a temporary directory
 and reports its records per second of wall time and its CPU time (its own and its children's).
-Then, in a process of its own, the parts on a 5-minute session: the generator alone, the
-generator writing the file, the generator feeding the truth (CPU seconds, best of three).
+Then, in a process of its own, the parts on a 5-minute session (CPU seconds, best of three):
+the generator alone, the generator writing the file, the generator feeding the truth, and what
+each of the command's two processes does (``parts``).
 ``--code DIR`` puts DIR first on ``PYTHONPATH`` (e.g. ``git archive <commit> streams | tar -x
 -C DIR``), so a before and an after are measured the same way. Results go to
 ``bench/results/<UTC timestamp>-simulate[-label].json`` and ``.md``.
@@ -76,7 +77,11 @@ def run_command(code: Path | None) -> dict[str, Any]:
 
 
 def parts(minutes: float) -> dict[str, Any]:
-    """CPU seconds per million records of each part, in this process (best of three)."""
+    """CPU seconds per million records of each part, in this process (best of three).
+
+    ``writer process`` and ``truth process`` are what the command's two processes do (the
+    writer also encodes each chunk for the truth process, which decodes and counts it); a tree
+    from before they split the work that way has only the first three parts."""
     from streams.settings import Settings
     from streams.sim import SimConfig, compute_truth, generate
     from streams.sim.publish import Placement, write_file
@@ -95,17 +100,31 @@ def parts(minutes: float) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "s.jsonl"
-        return {
-            "records": n,
-            "minutes": minutes,
-            "cpu_seconds_per_million_records": {
-                "generate": cpu(lambda: sum(1 for _ in generate(config))),
-                "generate_and_write_file": cpu(
-                    lambda: write_file(config, Placement(config.end_ms or 0, None), Settings(), out)
-                ),
-                "generate_and_truth": cpu(lambda: compute_truth(config, generate(config))),
-            },
+        placement = Placement(config.end_ms or 0, None)
+        per = {
+            "generate": cpu(lambda: sum(1 for _ in generate(config))),
+            "generate_and_write_file": cpu(lambda: write_file(config, placement, Settings(), out)),
+            "generate_and_truth": cpu(lambda: compute_truth(config, generate(config))),
         }
+        try:
+            from streams.sim.publish import _encode_records, _records, _truth_of_chunks
+        except ImportError:
+            pass
+        else:
+
+            def encode(chunk: list[Any]) -> None:
+                _encode_records(chunk)
+
+            per["writer_process"] = cpu(
+                lambda: write_file(config, placement, Settings(), out, also=encode)
+            )
+            encoded = [_encode_records(c) for c in _records(config, placement, None)]
+
+            def truth_process() -> None:
+                orjson.dumps(_truth_of_chunks(config, encoded), option=orjson.OPT_INDENT_2)
+
+            per["truth_process"] = cpu(truth_process)
+        return {"records": n, "minutes": minutes, "cpu_seconds_per_million_records": per}
 
 
 def machine() -> dict[str, Any]:

@@ -337,7 +337,7 @@ def simulate(
     for path in (out, truth):
         if path is not None and not os.access(path.parent, os.W_OK):
             raise fail(f"{path}: cannot write: no writable directory {path.parent}")
-    # the truth is computed beside the records, in a process of its own
+    # the truth of the records written or sent, computed in a process of its own
     background = TruthInBackground(config, truth) if truth is not None else None
     done = False
     bar, update = _progress("simulating")
@@ -346,12 +346,15 @@ def simulate(
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         try:
+
+            def progress(n: int) -> None:
+                update(n, expected)
+
+            also = background.feed if background is not None else None
             if out is not None:
-                count = write_file(config, placement, settings, out, lambda n: update(n, expected))
+                count = write_file(config, placement, settings, out, progress, also)
             else:
-                count = asyncio.run(
-                    send_to_kafka(config, placement, settings, lambda n: update(n, expected))
-                )
+                count = asyncio.run(send_to_kafka(config, placement, settings, progress, also))
         finally:
             bar.stop()
         took = time.perf_counter() - started

@@ -115,9 +115,14 @@ class PartitionProcessor:
         rc = self.config.room
         watermark_before = clock.watermark
         by_room: dict[str, list[tuple[Ev, bool]]] = {}
+        observe = clock.observe
         for ev in events:
-            late = clock.observe(ev.src, ev.ts, now_ms)
-            by_room.setdefault(ev.room, []).append((ev, late))
+            item = (ev, observe(ev.src, ev.ts, now_ms))
+            group = by_room.get(ev.room)
+            if group is None:
+                by_room[ev.room] = [item]
+            else:
+                group.append(item)
         if events:
             self._clock_dirty = True
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
+from itertools import chain
 
 import msgspec
 
@@ -95,11 +97,11 @@ class RoomConfig:
     #: The N of the rooms' rolling blocks (the last N closed windows against the N before).
     rolling: tuple[int, ...] = (5, 10)
 
-    @property
+    @cached_property
     def products_open_cap(self) -> int:
         return 4 * self.products_per_window
 
-    @property
+    @cached_property
     def sketch_windows(self) -> int:
         """Closed windows that keep their people sketches: what the rolling blocks merge."""
         return 2 * max(self.rolling, default=0)
@@ -298,7 +300,9 @@ class Window:
             self.start,
             self.closed,
             self.counts,
-            self.viewers(),
+            self.people[VIEWERS]  # type: ignore[index]
+            if self.people is not None
+            else people.estimate((self.sketches or [None] * _STAGES)[VIEWERS]),
             None,
             self.prev_orders_paid,
             self.prev_gmv_cents,
@@ -499,7 +503,11 @@ class RoomState:
             # online: every second with an event has a net; people: one sketch per stage
             second = ts // 1000
             nets = w.nets
-            nets[second] = nets.get(second, 0) + _NET_OF_KIND[kind]  # type: ignore[index,union-attr]
+            net = _NET_OF_KIND[kind]
+            if net:
+                nets[second] = nets.get(second, 0) + net  # type: ignore[index,union-attr]
+            elif second not in nets:  # type: ignore[operator]
+                nets[second] = 0  # type: ignore[index]
             stage = _STAGE_OF_KIND[kind]
             user = ev.user
             if stage >= 0 and user:
@@ -576,9 +584,10 @@ class RoomState:
         count the previous closes left (``online_base``).
         """
         size_ms = config.size_ms
-        due = sorted(start for start in self.open if start + size_ms <= watermark)
+        due = [start for start in self.open if start + size_ms <= watermark]
         if not due:
             return 0
+        due.sort()
         for start in due:
             w = self.open.pop(start)
             prev = self._window(start - size_ms)
@@ -589,7 +598,7 @@ class RoomState:
             if peak is not None and (self.online_peak is None or peak > self.online_peak):
                 self.online_peak, self.online_peak_at = peak, peak_at
             sketches = w.sketches or [None] * _STAGES
-            w.people = tuple(people.estimate(x) for x in sketches)
+            w.people = tuple([people.estimate(x) for x in sketches])
             w.packed = _encode([people.pack(x) for x in sketches])
             w.sketches = None
             if sketches[VIEWERS] is not None or sketches[BUYERS] is not None:
@@ -619,9 +628,11 @@ class RoomState:
         # a window past the rolling blocks' reach is written again without its sketches, so
         # the changelog holds sketches for those windows only
         self._dirty_windows.update(_drop_sketches(self.closed, config.sketch_windows, len(due)))
-        for old in self.closed[: max(0, len(self.closed) - config.retention)]:
-            self._forget(old)
-        del self.closed[: max(0, len(self.closed) - config.retention)]
+        excess = len(self.closed) - config.retention
+        if excess > 0:
+            for old in self.closed[:excess]:
+                self._forget(old)
+            del self.closed[:excess]
         self._dirty_meta = True
         return len(due)
 
@@ -944,7 +955,7 @@ def _product_row(w: Window, product: str, cap: int) -> list[int] | None:
 
 def _flat(nets: dict[int, int]) -> list[int]:
     """``[second, net, ...]`` in second order (how records and :func:`online` take them)."""
-    return [x for second in sorted(nets) for x in (second, nets[second])]
+    return list(chain.from_iterable(sorted(nets.items())))
 
 
 def _drop_sketches(closed: list[Window], keep: int, recent: int) -> list[int]:

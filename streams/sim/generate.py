@@ -35,8 +35,8 @@ or after ``end_ms`` are not generated.
 
 Throughput: ``python -m streams.sim.generate [rooms minutes rate]`` writes the values to
 a temporary file and prints events/s (runpy warns that the package imported the module first;
-harmless). Measured on the 2-core development machine, Python 3.11: 50 rooms x 30 min at
-2000 events/s (3.58 M records) in 13-14 s, 255 000-275 000 events/s, 85 MB peak RSS.
+harmless); ``python -m bench.simulate`` stores the generator's CPU time per record beside that
+of ``livepulse simulate``'s other parts in ``bench/results/``.
 """
 
 from __future__ import annotations
@@ -97,6 +97,10 @@ class Emitted:
     event_id: str  # synthetic for malformed ones
 
 
+#: ``Emitted``'s fields as a tuple, in its order.
+Fields = tuple[str, bytes | None, bytes, int, str, str]
+
+
 _new = object.__new__
 _SET = tuple(
     getattr(Emitted, name).__set__
@@ -104,7 +108,7 @@ _SET = tuple(
 )
 
 
-def _make(rec: tuple, _new=_new, _set=_SET) -> Emitted:
+def _make(rec: Fields, _new=_new, _set=_SET) -> Emitted:
     """Build an Emitted from its field tuple without the frozen __init__ (about 3x faster)."""
     e = _new(Emitted)
     topic, key, value, arrival, label, event_id = rec
@@ -128,9 +132,17 @@ _encode = msgspec.json.Encoder().encode
 
 def generate(config: SimConfig) -> Iterator[Emitted]:
     """Every record of the session, in non-decreasing ``arrival_ms``; deterministic."""
+    for batch in generate_slices(config):
+        yield from map(_make, batch)
+
+
+def generate_slices(config: SimConfig) -> Iterator[list[Fields]]:
+    """The records of ``generate``, in the same order, as lists of field tuples (one list per
+    slice of arrival time): for consumers of millions of records, which need neither an object
+    nor a step of this generator per record."""
     plans = plan_session(config)
     start, end = config.bounds()
-    buckets: defaultdict[int, list[tuple]] = defaultdict(list)
+    buckets: defaultdict[int, list[Fields]] = defaultdict(list)
     users = count(1)
     walkers = [_room_walker(plan, config, start, end, buckets, users) for plan in plans]
     slices = -(-(end - start) // SLICE_MS)
@@ -142,11 +154,11 @@ def generate(config: SimConfig) -> Iterator[Emitted]:
         batch = buckets.pop(j, None)
         if batch:
             batch.sort(key=_ARRIVAL)
-            yield from map(_make, batch)
+            yield batch
     for j in sorted(buckets):
         batch = buckets.pop(j)
         batch.sort(key=_ARRIVAL)
-        yield from map(_make, batch)
+        yield batch
 
 
 def _room_walker(
@@ -154,7 +166,7 @@ def _room_walker(
     config: SimConfig,
     start: int,
     end: int,
-    buckets: defaultdict[int, list[tuple]],
+    buckets: defaultdict[int, list[Fields]],
     users: Iterator[int],
 ) -> Callable[[int, int], None]:
     """A function that walks every viewer of ``plan`` arriving in ``[t0, t1)``."""

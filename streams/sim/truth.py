@@ -54,8 +54,8 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
-from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict
 from itertools import accumulate
 
@@ -63,7 +63,7 @@ import orjson
 
 from streams.core.currencies import CURRENCIES
 from streams.core.partitioner import partition_of
-from streams.sim.generate import Emitted
+from streams.sim.generate import Emitted, Fields
 from streams.sim.sessions import SimConfig, incidents
 
 TYPES = {
@@ -139,7 +139,7 @@ def check(topic: str, key: bytes | None, value: bytes) -> tuple[dict | None, str
         return None, "json"
     # a nested container needs a "[" or a second "{" in the text: only then measure the depth
     if not isinstance(body, dict) or (
-        (_LIST in value or _OBJECT in value[1:]) and _depth(body) > DEPTH_MAX
+        (_LIST in value or value.find(_OBJECT, 1) >= 0) and _depth(body) > DEPTH_MAX
     ):
         return None, "schema"
     type_ = body.get("type")
@@ -404,8 +404,8 @@ def _session(rows: list[dict], kept: list[_Window], online: _Online, gmv_scale: 
 
 
 class Truth:
-    """The truth of records seen one by one (``observe``), so that it can be computed while the
-    records are written; ``result()`` once they have all been seen."""
+    """The truth of records taken in batches (``add``), so that it can be computed while the
+    records are written; ``result()`` once they have all been taken."""
 
     def __init__(
         self,
@@ -432,10 +432,12 @@ class Truth:
         self.duplicates: Counter[str] = Counter()
         self.labels: dict[str, int] = {}  # not a Counter: a plain dict is faster to update
         self.applied = 0
+        # (topic, key) -> (topic, partition): the clock a record moves
+        self.where_of: dict[tuple[str, bytes], tuple[str, int]] = {}
 
-    def observe(self, emitted: Iterable[Emitted]) -> Iterator[Emitted]:
-        """Yield each record of ``emitted`` and take it into account (once the consumer asks
-        for the next one: consume the whole iterator)."""
+    def add(self, records: Iterable[Fields]) -> None:
+        """Take ``records`` (``Emitted``'s fields as tuples, as ``generate_slices`` gives
+        them) into account, in their order; call it as often as needed, then ``result()``."""
         size = self.config.window_ms
         grace = self.config.grace_ms
         partitions = self.config.partitions
@@ -451,83 +453,77 @@ class Truth:
         foreign = self.foreign
         duplicates = self.duplicates
         labels = self.labels
+        where_of = self.where_of
         applied = 0
-        partition_cache: dict[bytes, int] = {}
-        try:
-            for e in emitted:
-                yield e
-                labels[e.label] = labels.get(e.label, 0) + 1
-                body, reason = check(e.topic, e.key, e.value)
-                if body is None:
-                    malformed.append({"event_id": e.event_id, "topic": e.topic, "reason": reason})
-                    continue
-                ts = body["ts"]
-                room = body["room_id"]
-                partition = partition_cache.get(e.key)
-                if partition is None:
-                    partition = partition_cache[e.key] = partition_of(e.key, partitions)
-                where = (e.topic, partition)
-                top = max_ts.get(where)
-                if top is None or ts > top:
-                    max_ts[where] = ts
-                elif top - ts > grace:
-                    late.append(
-                        {
-                            "event_id": e.event_id,
-                            "topic": e.topic,
-                            "room_id": room,
-                            "ts": ts,
-                            "arrival_ms": e.arrival_ms,
-                        }
-                    )
-                    late_by_room[room] += 1
-                    continue
-                type_ = body["type"]
-                start = ts - ts % size
-                if e.topic == "orders":
-                    first = currency_of.setdefault(room, body["currency"])
-                    if body["currency"] != first:
-                        foreign.append(
-                            {"event_id": body["event_id"], "room_id": room, "reason": "currency"}
-                        )
-                        continue
-                w = windows.get((room, start))
-                if w is not None and body["event_id"] in w.ids:
-                    duplicates["event_id"] += 1
-                    continue
-                order_key = (
-                    (room, type_, body["order_id"]) if type_ in ("paid", "refunded") else None
+        for topic, key, value, arrival_ms, label, event_id in records:
+            labels[label] = labels.get(label, 0) + 1
+            body, reason = check(topic, key, value)
+            if body is None:
+                malformed.append({"event_id": event_id, "topic": topic, "reason": reason})
+                continue
+            ts = body["ts"]
+            room = body["room_id"]
+            where = where_of.get((topic, key))
+            if where is None:
+                where = where_of[(topic, key)] = (topic, partition_of(key, partitions))
+            top = max_ts.get(where)
+            if top is None or ts > top:
+                max_ts[where] = ts
+            elif top - ts > grace:
+                late.append(
+                    {
+                        "event_id": event_id,
+                        "topic": topic,
+                        "room_id": room,
+                        "ts": ts,
+                        "arrival_ms": arrival_ms,
+                    }
                 )
-                if order_key is not None:
-                    before = paid_in.get(order_key)
-                    if before is not None and before >= start - horizon:
-                        duplicates["order_id"] += 1
-                        continue
-                    paid_in[order_key] = start if before is None else max(before, start)
-                applied += 1
-                if w is None:
-                    w = windows[(room, start)] = _Window(net_by_second.setdefault(room, {}))
-                w.ids.add(body["event_id"])
-                slot, net, amount, product_slot = _APPLY[type_]
-                c = w.counts
-                c[slot] += 1
-                if amount is not None:
-                    c[amount[1]] += body[amount[0]]
-                people = w.people.get(type_)
-                if people is not None:
-                    people.add(body["user_id"])
-                if product_slot is not None:
-                    product = w.products.get(body["product_id"])
-                    if product is None:
-                        product = w.products[body["product_id"]] = [0] * len(PRODUCT_KEYS)
-                    product[product_slot] += 1
-                    if product_slot == P_PAID:
-                        product[P_GMV] += body["amount_cents"]
-                seconds = w.seconds
-                second = ts // 1000
-                seconds[second] = seconds.get(second, 0) + net
-        finally:
-            self.applied += applied
+                late_by_room[room] += 1
+                continue
+            type_ = body["type"]
+            start = ts - ts % size
+            if topic == "orders":
+                first = currency_of.setdefault(room, body["currency"])
+                if body["currency"] != first:
+                    foreign.append(
+                        {"event_id": body["event_id"], "room_id": room, "reason": "currency"}
+                    )
+                    continue
+            w = windows.get((room, start))
+            if w is not None and body["event_id"] in w.ids:
+                duplicates["event_id"] += 1
+                continue
+            if type_ == "paid" or type_ == "refunded":
+                order_key = (room, type_, body["order_id"])
+                before = paid_in.get(order_key)
+                if before is not None and before >= start - horizon:
+                    duplicates["order_id"] += 1
+                    continue
+                paid_in[order_key] = start if before is None else max(before, start)
+            applied += 1
+            if w is None:
+                w = windows[(room, start)] = _Window(net_by_second.setdefault(room, {}))
+            w.ids.add(body["event_id"])
+            slot, net, amount, product_slot = _APPLY[type_]
+            c = w.counts
+            c[slot] += 1
+            if amount is not None:
+                c[amount[1]] += body[amount[0]]
+            people = w.people.get(type_)
+            if people is not None:
+                people.add(body["user_id"])
+            if product_slot is not None:
+                product = w.products.get(body["product_id"])
+                if product is None:
+                    product = w.products[body["product_id"]] = [0] * len(PRODUCT_KEYS)
+                product[product_slot] += 1
+                if product_slot == P_PAID:
+                    product[P_GMV] += body["amount_cents"]
+            seconds = w.seconds
+            second = ts // 1000
+            seconds[second] = seconds.get(second, 0) + net
+        self.applied += applied
 
     def result(self) -> dict:
         """The expected windows, rooms (rolling and session blocks), late, malformed and
@@ -616,5 +612,5 @@ def compute_truth(
 ) -> dict:
     """The truth (``Truth.result``) of ``emitted``."""
     truth = Truth(config, retention, products_per_window, rolling)
-    deque(truth.observe(emitted), maxlen=0)
+    truth.add((e.topic, e.key, e.value, e.arrival_ms, e.label, e.event_id) for e in emitted)
     return truth.result()

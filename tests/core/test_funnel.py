@@ -8,6 +8,7 @@ from streams.core.funnel import (
     PEOPLE_DERIVED_FIELDS,
     PEOPLE_FIELDS,
     Counts,
+    add_counts,
     change,
     derive,
     derive_people,
@@ -15,6 +16,14 @@ from streams.core.funnel import (
     online,
     products_view,
 )
+
+
+def test_add_counts_adds_every_field() -> None:
+    """Spelled out field by field: a field added to Counts must be added there too."""
+    names = Counts.__struct_fields__
+    total = Counts(**{name: 1000 * (i + 1) for i, name in enumerate(names)})
+    add_counts(total, Counts(**{name: i + 1 for i, name in enumerate(names)}))
+    assert [getattr(total, name) for name in names] == [1001 * (i + 1) for i in range(len(names))]
 
 
 def test_all_derived_values_from_hand_counts() -> None:
