@@ -38,7 +38,7 @@ demo: $(VENV)/.runtime
 
 ## test: lint, unit tests, then integration tests on the embedded broker and a real worker
 test: $(VENV)/.test $(TOOLS)/.done lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check streams tests bench deploy

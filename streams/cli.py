@@ -34,7 +34,8 @@ PartitionsOpt = Annotated[int | None, typer.Option(help="Partitions of every top
 
 
 def fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    # soft_wrap: one line however long (a path), not folded at the terminal's width
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(2)
 
 

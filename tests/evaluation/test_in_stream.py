@@ -254,6 +254,7 @@ def test_bad_options_get_one_line(args: list[str], message: str) -> None:
 SMALL = EvalConfig(seeds=(1, 2, 3, 4), rooms=6, minutes=20, rate=800)
 
 
+@pytest.mark.slow
 def test_small_evaluation_meets_the_targets_it_can() -> None:
     """The issue's targets, with margins for 16 incidents and 8 incident-free room-hours.
 

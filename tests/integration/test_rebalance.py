@@ -53,9 +53,9 @@ class Cluster:
         assert len(found) <= 1, (room_id, "served by", len(found), "workers")
         return found[0] if found else None
 
-    def closed_windows(self, room_id: str) -> list[dict]:
-        detail = self.room(room_id)
-        return [w for w in detail["windows"] if w["closed"]] if detail else []
+    def rooms(self) -> list[dict]:
+        """Every running worker's own /rooms rows."""
+        return [row for w in self.up() for row in w.rooms()]
 
     def close_windows(self, after_ms: int) -> None:
         self.workers[0].close_windows(after_ms)
@@ -185,7 +185,7 @@ def test_two_three_two_workers_serve_each_room_once_and_keep_every_window_exact(
                 dirty_at.append(
                     wait_until(
                         lambda: (d := cluster.unflushed()) > DIRTY and d,
-                        60,
+                        180,
                         f"{DIRTY} rooms dirty",
                         a.log,
                     )
@@ -198,7 +198,7 @@ def test_two_three_two_workers_serve_each_room_once_and_keep_every_window_exact(
                 dirty_at.append(
                     wait_until(
                         lambda: (d := cluster.unflushed()) > DIRTY and d,
-                        60,
+                        180,
                         f"{DIRTY} rooms dirty",
                         a.log,
                     )
