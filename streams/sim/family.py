@@ -269,7 +269,7 @@ def generate(session: SweepSession) -> Iterator[Emitted]:
                     f_aud = inc.factor(sec + step / 2)
                 elif stage == "enter_rate":
                     f_enter = inc.factor(sec + step / 2)
-                for _ in range(_poisson(rng, rate * step * f_aud)):
+                for _ in range(poisson(rng, rate * step * f_aud)):
                     t = sec + int(random() * step)
                     n = next(ids)
                     head = f'{{"room_id":"{rid}","user_id":"u{n}"'
@@ -347,10 +347,12 @@ def _pick(random, cum: list[float]) -> int:
     return len(cum) - 1
 
 
-def _poisson(rng: Random, lam: float) -> int:
+def poisson(rng: Random, lam: float, normal_above: float = 30.0) -> int:
+    """A Poisson draw: Knuth's product of uniforms, or the normal approximation above
+    ``normal_above`` (the detector's tests use 50)."""
     if lam <= 0:
         return 0
-    if lam > 30:
+    if lam > normal_above:
         return max(0, round(rng.gauss(lam, math.sqrt(lam))))
     k, p, limit = 0, 1.0, math.exp(-lam)
     while True:

@@ -24,6 +24,7 @@ from streams.core.detector import (
     on_expire,
 )
 from streams.core.funnel import Counts
+from streams.sim.family import poisson as sim_poisson
 
 SIZE = 60_000
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % SIZE
@@ -38,16 +39,7 @@ class W:
 
 
 def poisson(rng: random.Random, lam: float) -> int:
-    if lam <= 0:
-        return 0
-    if lam > 50:
-        return max(0, round(rng.gauss(lam, math.sqrt(lam))))
-    k, p, limit = 0, 1.0, math.exp(-lam)
-    while True:
-        p *= rng.random()
-        if p <= limit:
-            return k
-        k += 1
+    return sim_poisson(rng, lam, normal_above=50)
 
 
 def binomial(rng: random.Random, n: int, p: float) -> int:
