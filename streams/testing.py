@@ -68,17 +68,25 @@ TEST_SETTINGS = {
 }
 
 
-def wait_until(condition: Callable[[], T], timeout: float, what: str, log: Path | None = None) -> T:
-    """Poll ``condition`` until it returns something truthy; fail with the worker log tail."""
+def poll(condition: Callable[[], T], timeout: float) -> T | None:
+    """``condition``'s first truthy value, asked every 0.1 s for ``timeout`` s; else None."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            tail = log.read_text(errors="replace")[-4000:] if log and log.exists() else ""
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{tail}")
+            return None
         time.sleep(0.1)
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str, log: Path | None = None) -> T:
+    """Poll ``condition`` until it returns something truthy; fail with the worker log tail."""
+    value = poll(condition, timeout)
+    if value:
+        return value
+    tail = log.read_text(errors="replace")[-4000:] if log and log.exists() else ""
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{tail}")
 
 
 @dataclass

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import random
 import signal
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from streams.testing import Pipeline, running_pipeline, wait_until
+from streams.testing import Pipeline, poll, running_pipeline, wait_until
 from tests.support.faults import broker_behind_proxy, recorded, session, write_recording
 from tests.support.proxy import Proxy
 from tests.support.truth import assert_matches_truth, close_and_wait
@@ -99,7 +97,7 @@ def _kill_in_a_stalled_flush(pipeline: Pipeline, proxy: Proxy, upto: float) -> s
     for _ in range(STALL_TRIES):
         wait_until(unacked, 60, "envelopes applied and not acked", pipeline.log)
         proxy.stall()
-        caught = _poll(stuck, 10)
+        caught = poll(stuck, 10)
         if caught:
             _kill(pipeline)
             proxy.heal()
@@ -107,17 +105,6 @@ def _kill_in_a_stalled_flush(pipeline: Pipeline, proxy: Proxy, upto: float) -> s
         proxy.heal()
         proxy.throttle(PACED_LINK)
     raise AssertionError(f"no flush caught on the stalled broker in {STALL_TRIES} tries")
-
-
-def _poll(condition: Callable[[], float], timeout: float) -> float:
-    """``condition``'s first truthy value within ``timeout`` seconds, else 0."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    return 0.0
 
 
 def _kill_in_recovery(pipeline: Pipeline, proxy: Proxy) -> str:
