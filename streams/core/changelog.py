@@ -11,7 +11,8 @@ every flush writes, in this order:
 2. room records (``<room>``), which name the exact version of each of their windows, and
    windows count their chunks: a room record recovered is a room as it was;
 3. deletions (tombstones) of what rooms no longer name (older versions of windows included);
-4. the partition clock (``␟clock``), which therefore never runs ahead of the rooms;
+4. the partition clock (``␟clock``), with the offset of the last envelope applied, which
+   therefore never runs ahead of the rooms;
 5. the end-of-flush marker (:data:`MARKER`), a one-record batch: the embedded broker reports
    a partition's end offset as the base offset of its last batch + 1, and recovery reads up
    to that offset. A worker that takes a partition over writes one more before it reads the

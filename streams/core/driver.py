@@ -108,16 +108,25 @@ class LocalWorker:
         return out
 
     def apply(
-        self, partition: int, events: list[Ev], now_ms: int | None = None, idle: int = 0
+        self,
+        partition: int,
+        events: list[Ev],
+        now_ms: int | None = None,
+        idle: int = 0,
+        offset: int | None = None,
     ) -> Outcome:
         """The stateful stage's step: one envelope of decoded events (read at ``now_ms``,
-        with the sources in the bit mask ``idle`` idle) applied to its partition."""
-        result = self.processors[partition].process(events, now_ms, idle)
+        with the sources in the bit mask ``idle`` idle) applied to its partition. ``offset``:
+        the envelope's place in the partition's log (by default the next one; a replay after
+        :meth:`restart` gives it)."""
+        if offset is None:
+            offset = self.applied[partition]
+        result = self.processors[partition].process(events, now_ms, idle, offset)
         for ev, reason in result.rejected:
             self.dead_letters.append(
                 DeadLetter(Source(ev.src), partition, ev.offset, "currency", reason)
             )
-        self.applied[partition] += 1
+        self.applied[partition] = max(self.applied[partition], offset + 1)
         return result
 
     def flush(self) -> None:

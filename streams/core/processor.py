@@ -66,6 +66,8 @@ class PartitionProcessor:
         self.others = Tally()
         self.over_cap = False
         self._clock_dirty = False
+        #: Offset (in the internal topic) of the last envelope applied; -1: none recorded.
+        self.envelope = -1
 
     @classmethod
     def restore(
@@ -92,7 +94,9 @@ class PartitionProcessor:
             proc._graves += orphans
         clock = records.get(CLOCK)
         if clock is not None:
-            proc._clock = PartitionClock.restore(_decode_clock(clock), config.grace_ms)
+            saved = _decode_clock(clock)
+            proc._clock = PartitionClock.restore(saved, config.grace_ms)
+            proc.envelope = saved.envelope
         proc._clock_dirty = bool(proc._graves)
         return proc
 
@@ -107,10 +111,35 @@ class PartitionProcessor:
         rc = self.config.room
         return state.newest_end(rc.size_ms) + rc.retention * rc.size_ms
 
-    def process(self, events: list[Ev], now_ms: int | None = None, idle: int = 0) -> Outcome:
-        """Apply a batch (one envelope, read at ``now_ms`` with the sources in ``idle`` idle)
-        and close whatever the new watermark allows."""
+    def missing(self, offset: int) -> int:
+        """How many envelopes are missing before the one at ``offset``: > 0 when the envelopes
+        after :attr:`envelope` did not come first (they must be applied before it), 0 when it
+        is next, already applied, or the partition has no position yet.
+
+        A room skips source offsets it has applied, which is what makes a replay harmless,
+        but only if a partition's envelopes are applied in their log order: one applied
+        after a later one would have its events skipped as replayed.
+        """
+        return max(0, offset - self.envelope - 1) if self.envelope >= 0 else 0
+
+    def passed(self, offset: int) -> None:
+        """An envelope at ``offset`` that is not applied (it is not one): the position moves on."""
+        if offset > self.envelope:
+            self.envelope = offset
+            self._clock_dirty = True
+
+    def process(
+        self,
+        events: list[Ev],
+        now_ms: int | None = None,
+        idle: int = 0,
+        offset: int | None = None,
+    ) -> Outcome:
+        """Apply a batch (one envelope at ``offset`` of the internal topic, read at ``now_ms``
+        with the sources in ``idle`` idle) and close whatever the new watermark allows."""
         out = Outcome()
+        if offset is not None:
+            self.passed(offset)
         clock = self._clock
         rc = self.config.room
         watermark_before = clock.watermark
@@ -214,7 +243,9 @@ class PartitionProcessor:
         # a key deleted and written again in one flush (a room that expired and came back)
         out = before + heads + [(key, None) for key in graves if key not in written]
         if self._clock_dirty or out:
-            out.append((CLOCK, _encode(self._clock.snapshot())))
+            snapshot = self._clock.snapshot()
+            snapshot.envelope = self.envelope
+            out.append((CLOCK, _encode(snapshot)))
             self._clock_dirty = False
         return out
 

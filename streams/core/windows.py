@@ -33,10 +33,13 @@ SOURCES = 3
 
 
 class ClockState(msgspec.Struct, array_like=True):
-    """What survives a restart: the per-topic frontiers and the watermark."""
+    """What survives a restart: the per-topic frontiers, the watermark, and the offset of the
+    last envelope the partition's state has applied (-1: not recorded, as in records written
+    before it was)."""
 
     max_ts: list[int | None]
     watermark: int | None = None
+    envelope: int = -1
 
 
 class PartitionClock:

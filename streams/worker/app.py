@@ -16,7 +16,7 @@ import faust
 import mode
 import msgspec
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from faust.serializers import codecs
 from faust.types import TP
@@ -34,12 +34,14 @@ from streams.worker.ingest import Ingest, new_producer
 from streams.worker.logs import thin_repeats
 from streams.worker.metrics import PipelineCollector, PipelineMetrics, RoomExposition
 from streams.worker.security import client_options, faust_credentials
-from streams.worker.transport import App
+from streams.worker.transport import App, read_range
 
 log = logging.getLogger(__name__)
 
 #: How long a new assignment waits for its end-of-changelog markers (see _end_changelogs).
 _END_MARKER_TIMEOUT_S = 30.0
+#: Envelopes read back (and held in memory) at a time when the agent's consumer skipped some.
+_READ_BACK_AT_ONCE = 200
 
 
 class _Utf8(codecs.Codec):
@@ -85,6 +87,10 @@ class LivePulse:
         self._pending: dict[int, list[tuple[str, bytes | None]]] = {}
         self._alerts: list[asyncio.Future] = []
         self._flush_lock: asyncio.Lock | None = None
+        #: partitions of the internal topic assigned here and not revoked since: only their
+        #: envelopes are applied; ``_revocations`` counts the revocations
+        self._owned: set[int] = set()
+        self._revocations = 0
         self._acking = 0  # envelopes the running flush covers
         self._flushed_at = time.monotonic()
         self._lookup: AIOKafkaConsumer | None = None
@@ -132,7 +138,7 @@ class LivePulse:
         # built the changelog topic with JSON; ours are plain codecs, so build it again.
         self.table.key_serializer, self.table.value_serializer = "livepulse-utf8", "raw"
         self.table.changelog_topic = self.table._new_changelog_topic()
-        self.store.before_recovery = self._end_changelogs
+        self.store.before_recovery = self._assigned
         self.batches = app.topic(s.topic_batches, partitions=s.partitions)
         self.registry.register(
             PipelineCollector(
@@ -187,10 +193,19 @@ class LivePulse:
         async def funnel(stream: faust.StreamT) -> None:
             every = self.settings.changelog_flush_seconds
             async for event in stream.noack().events():
-                out = self.apply(event.message.partition, event.value)
-                if out is not None and (out.alerts or out.rejected):
-                    await self._send_side_effects(event.message.partition, out)
-                self._unacked.append(event)
+                partition, offset = event.message.partition, event.message.offset
+                if partition not in self._owned:
+                    # fetched before a rebalance took the partition away and handed over
+                    # after it: its new owner applies it (it is not acked here)
+                    self.metrics.envelopes_skipped.labels("revoked").inc()
+                    continue
+                revocations = self._revocations
+                missing = self.processor(partition).missing(offset)
+                if missing and not await self._apply_missing(partition, offset - missing, offset):
+                    continue  # the partition was revoked meanwhile
+                await self._apply(partition, offset, event.value)
+                if self._revocations == revocations:  # else the revocation's flush decided
+                    self._unacked.append(event)
                 if time.monotonic() - self._flushed_at >= every:
                     await self.flush()
 
@@ -204,9 +219,11 @@ class LivePulse:
 
         @app.on_partitions_revoked.connect
         async def forget(sender: Any, revoked: Any, **kwargs: Any) -> None:
-            await self.flush()
             topic = self.settings.topic_batches
             gone = {tp.partition for tp in revoked if tp.topic == topic}
+            self._owned -= gone  # nothing more is applied to them here
+            self._revocations += 1
+            await self.flush()
             for partition in gone:
                 # rebuilt from the store when the partition comes back; what a failed flush
                 # left pending is the next owner's to replay (the envelopes were not acked)
@@ -298,26 +315,85 @@ class LivePulse:
             self.processors[partition] = proc
         return proc
 
-    def apply(self, partition: int, data: bytes) -> Outcome | None:
-        """Apply one envelope in memory (visible at once); the changelog follows in ``flush``.
+    def apply(self, partition: int, offset: int, data: bytes | None) -> Outcome | None:
+        """Apply the envelope at ``offset`` in memory (visible at once); the changelog
+        follows in ``flush``.
 
         Total: an envelope that is not one (someone else wrote to the topic) is skipped with
         one log line, so is one whose processing fails; neither stops the agent.
         """
+        proc = self.processor(partition)
         try:
-            batch = envelope.decode(data)
+            batch = envelope.decode(data)  # type: ignore[arg-type]
         except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
+            proc.passed(offset)
             self.metrics.envelopes_skipped.labels("malformed").inc()
             log.error("skipped a record of %s that is not an envelope: %s", self.batches, exc)
             return None
         try:
-            out = self.processor(partition).process(batch.events, batch.read_ms, batch.idle)
+            out = proc.process(batch.events, batch.read_ms, batch.idle, offset)
         except Exception:
             self.metrics.envelopes_skipped.labels("failed").inc()
             log.exception("an envelope of partition %d could not be applied; skipped", partition)
             return None
         self.metrics.record(out, self.settings.source_topics)
         return out
+
+    async def _apply(self, partition: int, offset: int, data: bytes | None) -> None:
+        out = self.apply(partition, offset, data)
+        if out is not None and (out.alerts or out.rejected):
+            await self._send_side_effects(partition, out)
+
+    async def _apply_missing(self, partition: int, start: int, end: int) -> bool:
+        """Read the envelopes at offsets ``[start, end)`` of a partition straight from the
+        topic and apply them: the agent's consumer skipped them (Faust drops records it
+        fetched in some rebalance and recovery races), and a later envelope must not be
+        applied before them. Read a bounded stretch at a time, retried while the partition
+        stays here; False if it was revoked meanwhile. Offsets no longer in the log
+        (retention) are counted and logged."""
+        tp = TopicPartition(self.settings.topic_batches, partition)
+        log.warning(
+            "envelopes %d..%d of partition %d did not reach the agent; reading them back",
+            start,
+            end - 1,
+            partition,
+        )
+        while start < end:
+            stop = min(end, start + _READ_BACK_AT_ONCE)
+            try:
+                async with self._lock():
+                    found = await read_range(await self._lookup_consumer(), tp, start, stop)
+            except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+                log.warning(
+                    "could not read back envelopes %d..%d of partition %d (%s); retrying",
+                    start,
+                    stop - 1,
+                    partition,
+                    exc or type(exc).__name__,
+                )
+                await asyncio.sleep(1.0)
+                found = None
+            if partition not in self._owned:
+                return False
+            if found is None:
+                continue
+            gone = stop - start - len(found)
+            if gone:
+                self.metrics.envelopes_skipped.labels("gone").inc(gone)
+                log.error(
+                    "%d envelopes of partition %d between %d and %d are no longer in %s "
+                    "(retention): their events are lost",
+                    gone,
+                    partition,
+                    start,
+                    stop - 1,
+                    tp.topic,
+                )
+            self.metrics.envelopes_read_back.inc(len(found))
+            for offset, data in found:
+                await self._apply(partition, offset, data)
+            start = stop
+        return True
 
     async def _send_side_effects(self, partition: int, out: Outcome) -> None:
         producer = await self._producer()
@@ -360,14 +436,18 @@ class LivePulse:
         If any step fails, nothing is acked: the records stay pending for the next flush, and
         a crash replays the envelopes, which the rooms' applied offsets make harmless.
         """
-        if self._flush_lock is None:
-            self._flush_lock = asyncio.Lock()
-        async with self._flush_lock:
+        async with self._lock():
             self.metrics.flushing.set(1)
             try:
                 await self._flush()
             finally:
                 self.metrics.flushing.set(0)
+
+    def _lock(self) -> asyncio.Lock:
+        """One flush at a time (the lookup consumer is used under it too)."""
+        if self._flush_lock is None:
+            self._flush_lock = asyncio.Lock()
+        return self._flush_lock
 
     async def _flush(self) -> None:
         """Steps 1 to 5 of :meth:`flush`, under its lock."""
@@ -421,6 +501,13 @@ class LivePulse:
         if pending or unacked:
             self.metrics.flush_seconds.observe(self._flushed_at - started)
 
+    async def _assigned(self, assigned: set[TP]) -> None:
+        """A new assignment, before Faust's recovery reads the changelog: the partitions of
+        the internal topic in it are this worker's to apply, and their changelogs are ended."""
+        topic = self.settings.topic_batches
+        self._owned = {tp.partition for tp in assigned if tp.topic == topic}
+        await self._end_changelogs(assigned)
+
     async def _end_changelogs(self, assigned: set[TP]) -> None:
         """End each changelog partition this worker is to own with an end-of-flush marker,
         before recovery asks for the end offsets.
@@ -453,11 +540,13 @@ class LivePulse:
             )
 
     async def _lookup_consumer(self) -> AIOKafkaConsumer:
-        """A group-less consumer for reading back records to dead-letter."""
+        """A group-less consumer for reading back records (to dead-letter, or envelopes the
+        agent's consumer skipped); used under :meth:`_lock`."""
         if self._lookup is None:
             self._lookup = AIOKafkaConsumer(
                 bootstrap_servers=self.settings.bootstrap_servers,
                 enable_auto_commit=False,
+                auto_offset_reset="earliest",  # a wanted offset gone: the next one there is
                 **client_options(self.settings),
             )
             await self._lookup.start()

@@ -205,13 +205,21 @@ class PipelineMetrics:
         )
         self.envelopes_skipped = Counter(
             "livepulse_envelopes_skipped",
-            "Records of the internal topic not applied: malformed (not an envelope) or "
-            "failed (a LivePulse bug; logged).",
+            "Records of the internal topic not applied here: malformed (not an envelope), "
+            "failed (a LivePulse bug; logged), revoked (handed over after a rebalance took "
+            "the partition away; its new owner applies it), gone (missing before a later one "
+            "and no longer in the topic).",
             ["reason"],
             registry=registry,
         )
-        for reason in ("malformed", "failed"):
+        for reason in ("malformed", "failed", "revoked", "gone"):
             self.envelopes_skipped.labels(reason)
+        self.envelopes_read_back = Counter(
+            "livepulse_envelopes_read_back",
+            "Envelopes the agent's consumer skipped, read straight from the topic and applied "
+            "before the later one that revealed the gap.",
+            registry=registry,
+        )
         self.flush_failures = Counter(
             "livepulse_changelog_flush_failures",
             "Group commits that the broker did not acknowledge; retried, nothing acked.",

@@ -215,11 +215,19 @@ def test_two_three_two_workers_serve_each_room_once_and_keep_every_window_exact(
             compared = assert_matches_truth(cluster, truth)  # type: ignore[arg-type]
             assert compared == len(truth["windows"]) > 10_000
             per_worker = {n: sum(1 for s in scrapes if s.worker == n) for n in range(3)}
+            looks = [w.metrics() for w in (a, b)]
+            revoked = sum(
+                m.get(("livepulse_envelopes_skipped_total", (("reason", "revoked"),)), 0)
+                for m in looks
+            )
+            read_back = sum(m.get(("livepulse_envelopes_read_back_total", ()), 0) for m in looks)
             print(
                 f"\n2 -> 3 -> 2 workers, {ROOMS} rooms; rooms not yet in the changelog when "
                 f"the rebalances started: {', '.join(f'{d:.0f}' for d in dirty_at)}; "
                 f"/rooms scrapes per worker {per_worker}; rooms served by two workers at "
-                f"once: {len(double)}; {compared} room windows equal to the truth"
+                f"once: {len(double)}; {compared} room windows equal to the truth; envelopes "
+                f"handed over after their partition was revoked (A and B): {revoked:.0f}, "
+                f"read back past a gap: {read_back:.0f}"
             )
         finally:
             for w in (b, c):
