@@ -223,7 +223,19 @@ class LivePulse:
             gone = {tp.partition for tp in revoked if tp.topic == topic}
             self._owned -= gone  # nothing more is applied to them here
             self._revocations += 1
-            await self.flush()
+            if gone and self._membership_lost():
+                # Removed from the group (a pause longer than the session timeout): the
+                # partitions have new owners already, whose changelogs this worker must not
+                # write; its changes were not acked, and the new owners replay them.
+                log.warning(
+                    "this worker was removed from the group (no heartbeat for the session "
+                    "timeout, %.0f s): partitions %s already have new owners; their changes "
+                    "here are dropped, not flushed, and replayed there",
+                    self.settings.session_timeout_seconds,
+                    sorted(gone),
+                )
+            else:
+                await self.flush()
             for partition in gone:
                 # rebuilt from the store when the partition comes back; what a failed flush
                 # left pending is the next owner's to replay (the envelopes were not acked)
@@ -500,6 +512,17 @@ class LivePulse:
         self._flushed_at = time.monotonic()
         if pending or unacked:
             self.metrics.flush_seconds.observe(self._flushed_at - started)
+
+    def _membership_lost(self) -> bool:
+        """Whether the group coordinator no longer knows this worker's consumer: aiokafka
+        resets the generation before it calls the revocation handler when the coordinator
+        answered "unknown member" or "illegal generation" (Java's ``onPartitionsLost``); in a
+        rebalance the generation is still the one the partitions were assigned in."""
+        try:
+            consumer = self.app.consumer._thread._ensure_consumer()  # type: ignore[attr-defined]
+            return bool(consumer._coordinator.generation < 0)
+        except (AttributeError, TypeError):
+            return False
 
     async def _assigned(self, assigned: set[TP]) -> None:
         """A new assignment, before Faust's recovery reads the changelog: the partitions of

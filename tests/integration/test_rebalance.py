@@ -9,7 +9,9 @@ crash, and at the end every closed window equals the truth.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -232,3 +234,80 @@ def test_two_three_two_workers_serve_each_room_once_and_keep_every_window_exact(
         finally:
             for w in (b, c):
                 w.stop_worker()
+
+
+def _owns_all(pipeline: Pipeline) -> bool:
+    try:
+        status, body = pipeline.get("/ready")
+    except OSError:
+        return False
+    return status == 200 and len(orjson.loads(body)["partitions"]) == PARTITIONS
+
+
+def _lost_lines(pipeline: Pipeline) -> list[str]:
+    text = pipeline.log.read_text(errors="replace") if pipeline.log.exists() else ""
+    return [line for line in text.splitlines() if "this worker was removed from the group" in line]
+
+
+@pytest.mark.slow
+def test_a_worker_stalled_past_the_session_timeout_leaves_its_partitions_alone(
+    tmp_path: Path,
+) -> None:
+    """Worker A stops (SIGSTOP) with thousands of rooms not yet in the changelog; the group
+    drops it after the session timeout and B takes every partition. When A comes back, its
+    revocation must drop those changes rather than flush them into changelogs B owns now:
+    B replays the envelopes. Every closed window equals the truth."""
+    with running_pipeline(
+        tmp_path,
+        partitions=str(PARTITIONS),
+        changelog_flush_seconds="300",
+        commit_interval_seconds="5",
+    ) as a:
+        b = _another(a, tmp_path, "b")
+        cluster = Cluster([a, b])
+        try:
+            b.start_worker()
+            wait_until(lambda: len(cluster.owned() or ()) == 2, 120, "two workers", a.log)
+            _, records, truth = session(
+                a.slot() + 3_600_000, PARTITIONS, seed=SEED + 1, rooms=2_000, minutes=3, rate=300
+            )
+            topics = dict(zip(("views", "clicks", "orders"), a.settings.source_topics, strict=True))
+            every = recorded(records, topics, PARTITIONS)
+            half = len(every) // 2
+            first, second = (
+                write_recording(tmp_path / f"part-{n}.jsonl", part)
+                for n, part in enumerate((every[:half], every[half:]))
+            )
+            a.replay(first)
+            dirty = wait_until(
+                lambda: (d := a.metrics().get(("livepulse_rooms_unflushed", ()), 0)) > 500 and d,
+                120,
+                "rooms of A not yet in the changelog",
+                a.log,
+            )
+            written = ("livepulse_changelog_records_written_total", ())
+            written_before = a.metrics()[written]
+            assert a.worker is not None
+            os.kill(a.worker.pid, signal.SIGSTOP)
+            try:
+                wait_until(lambda: _owns_all(b), 120, "B to own every partition", b.log)
+            finally:
+                os.kill(a.worker.pid, signal.SIGCONT)
+            wait_until(lambda: _lost_lines(a), 60, "A to learn it was removed", a.log)
+            wait_until(lambda: len(cluster.owned() or ()) == 2, 120, "two workers again", a.log)
+            assert a.metrics()[written] == written_before  # nothing flushed into B's partitions
+            a.replay(second)
+            close_and_wait(cluster, truth)  # type: ignore[arg-type]
+            for w in (a, b):
+                assert w.worker is not None and w.worker.poll() is None, w.tail()
+            compared = assert_matches_truth(cluster, truth)  # type: ignore[arg-type]
+            assert compared == len(truth["windows"]) > 1_000
+            assert len(_lost_lines(a)) == 1, _lost_lines(a)
+            print(
+                f"\nA stopped with {dirty:.0f} rooms not yet in the changelog; B took every "
+                f"partition; A wrote no changelog record on its return and logged: "
+                f"{_lost_lines(a)[0].split('[WARNING] ')[-1]}; {compared} room windows equal "
+                "to the truth"
+            )
+        finally:
+            b.stop_worker()
