@@ -18,6 +18,17 @@ every flush writes, in this order:
    to that offset. A worker that takes a partition over writes one more before it reads the
    partition back, so a flush cut short by a kill is read whole by every later reader alike.
 
+**Fencing.** Without Kafka transactions nothing stops a worker that lost a partition from
+writing to its changelog: a flush sent just before the group dropped it (a stall past the
+session timeout, a network partition) can land after the new owner has read the log. So the
+marker a new owner writes when it takes a partition over is a *fence* (header
+:data:`FENCE_HEADER`), and every record an owner writes carries, in :data:`EPOCH_HEADER`, the
+offset of its own fence. A reader keeps the highest fence offset it has read and ignores any
+record whose epoch is lower (:func:`admit`): the fenced owner's late records count for no
+reader, while every record before the fence counts for all of them, and a prefix of a flush is
+a consistent state. Offsets of one partition only grow, so no clock or group generation is
+needed to order the owners.
+
 Keys join their parts with the unit separator U+001F, a control character no valid room id
 may contain (contract v1), so no room's keys collide with another's or with the clock's.
 """
@@ -29,6 +40,31 @@ SEP = "\x1f"
 CLOCK = f"{SEP}clock"
 #: Key of the end-of-flush tombstone.
 MARKER = "\x00flush"
+#: Header of the marker a new owner writes before it reads a partition back: a fence.
+FENCE_HEADER = "livepulse-fence"
+#: Header of every record an owner writes: the offset of its fence, as ASCII digits.
+EPOCH_HEADER = "livepulse-epoch"
+
+
+def epoch_headers(epoch: int) -> list[tuple[str, bytes]]:
+    return [(EPOCH_HEADER, str(epoch).encode())]
+
+
+def admit(fence: int, offset: int, headers: object) -> tuple[bool, int]:
+    """Whether a reader applies the record at ``offset`` (with ``headers``, Kafka's list of
+    (key, value) pairs) to a partition whose highest fence so far is at ``fence`` (-1: none),
+    and the fence after it. A record without an epoch (written before fencing existed) is
+    applied while no fence was read."""
+    epoch = -1
+    for key, value in headers or ():  # type: ignore[attr-defined]
+        if key == FENCE_HEADER:
+            return True, max(fence, offset)
+        if key == EPOCH_HEADER:
+            try:
+                epoch = int(value)
+            except (TypeError, ValueError):
+                epoch = -1
+    return epoch >= fence, fence
 
 
 def window_key(room: str, start: int, version: int) -> str:

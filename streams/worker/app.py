@@ -23,7 +23,7 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from streams.core import envelope
-from streams.core.changelog import MARKER
+from streams.core.changelog import FENCE_HEADER, MARKER, epoch_headers
 from streams.core.processor import Outcome, PartitionProcessor, ProcessorConfig
 from streams.core.rooms import RoomConfig, RoomState, Tally
 from streams.settings import Settings
@@ -38,8 +38,10 @@ from streams.worker.transport import App, read_range
 
 log = logging.getLogger(__name__)
 
-#: How long a new assignment waits for its end-of-changelog markers (see _end_changelogs).
-_END_MARKER_TIMEOUT_S = 30.0
+#: How long a new assignment waits for the broker to take its fences (see _fence).
+_FENCE_TIMEOUT_S = 30.0
+#: The headers of a fence (see streams.core.changelog).
+_FENCE = [(FENCE_HEADER, b"")]
 #: Envelopes read back (and held in memory) at a time when the agent's consumer skipped some.
 _READ_BACK_AT_ONCE = 200
 
@@ -87,10 +89,13 @@ class LivePulse:
         self._pending: dict[int, list[tuple[str, bytes | None]]] = {}
         self._alerts: list[asyncio.Future] = []
         self._flush_lock: asyncio.Lock | None = None
-        #: partitions of the internal topic assigned here and not revoked since: only their
-        #: envelopes are applied; ``_revocations`` counts the revocations
+        #: partitions of the internal topic assigned here, recovered, and not revoked since:
+        #: only their envelopes are applied; ``_revocations`` counts the revocations
         self._owned: set[int] = set()
         self._revocations = 0
+        #: per owned partition, the offset of the fence this worker wrote to its changelog
+        #: when it took the partition over: the epoch its records carry (see changelog.admit)
+        self._epochs: dict[int, int] = {}
         self._acking = 0  # envelopes the running flush covers
         self._flushed_at = time.monotonic()
         self._lookup: AIOKafkaConsumer | None = None
@@ -139,6 +144,7 @@ class LivePulse:
         self.table.key_serializer, self.table.value_serializer = "livepulse-utf8", "raw"
         self.table.changelog_topic = self.table._new_changelog_topic()
         self.store.before_recovery = self._assigned
+        self.store.after_recovery = self._recovered
         self.batches = app.topic(s.topic_batches, partitions=s.partitions)
         self.registry.register(
             PipelineCollector(
@@ -151,6 +157,7 @@ class LivePulse:
                 self._recovery,
                 lambda: len(self._unacked) + self._acking,
                 self._unflushed,
+                lambda: self.store.fenced,
             )
         )
         self.exposition = RoomExposition(s.window_ms, s.metrics_max_rooms, s.metrics_products)
@@ -195,8 +202,9 @@ class LivePulse:
             async for event in stream.noack().events():
                 partition, offset = event.message.partition, event.message.offset
                 if partition not in self._owned:
-                    # fetched before a rebalance took the partition away and handed over
-                    # after it: its new owner applies it (it is not acked here)
+                    # fetched before a rebalance took the partition away (or before this
+                    # worker recovered it) and handed over after: not applied, not acked; the
+                    # owner, once recovered, reads on from the committed offset
                     self.metrics.envelopes_skipped.labels("revoked").inc()
                     continue
                 revocations = self._revocations
@@ -226,7 +234,9 @@ class LivePulse:
             if gone and self._membership_lost():
                 # Removed from the group (a pause longer than the session timeout): the
                 # partitions have new owners already, whose changelogs this worker must not
-                # write; its changes were not acked, and the new owners replay them.
+                # write; its changes were not acked, and the new owners replay them. A flush
+                # sent before the pause may still land there: the new owners' fences make
+                # every reader ignore it, and this worker's own copy is dropped once it ends.
                 log.warning(
                     "this worker was removed from the group (no heartbeat for the session "
                     "timeout, %.0f s): partitions %s already have new owners; their changes "
@@ -234,8 +244,12 @@ class LivePulse:
                     self.settings.session_timeout_seconds,
                     sorted(gone),
                 )
+                async with self._lock():
+                    self.store.forget(gone)
             else:
                 await self.flush()
+            for partition in gone:
+                self._epochs.pop(partition, None)
             for partition in gone:
                 # rebuilt from the store when the partition comes back; what a failed flush
                 # left pending is the next owner's to replay (the envelopes were not acked)
@@ -402,8 +416,8 @@ class LivePulse:
                     tp.topic,
                 )
             self.metrics.envelopes_read_back.inc(len(found))
-            for offset, data in found:
-                await self._apply(partition, offset, data)
+            for record in found:
+                await self._apply(partition, record.offset, record.value)
             start = stop
         return True
 
@@ -476,17 +490,30 @@ class LivePulse:
         try:
             producer = await self._producer()
             topic = self.table.changelog_topic_name
-            # Step 2
+            # Step 2 (a partition not fenced yet gets its fence first)
+            unfenced = [p for p in pending if p not in self._epochs]
+            if unfenced:
+                fences = [
+                    await producer.send(
+                        topic, None, key=MARKER.encode(), partition=p, headers=_FENCE
+                    )
+                    for p in unfenced
+                ]
+                for p, fence in zip(unfenced, fences, strict=True):
+                    self._epochs[p] = (await fence).offset
+            epochs = {p: epoch_headers(self._epochs[p]) for p in pending}
             await asyncio.gather(
                 *[
                     future
                     for p, records in pending.items()
-                    for future in await _send_in_batches(producer, topic, p, records)
+                    for future in await _send_in_batches(producer, topic, p, records, epochs[p])
                 ]
             )
             # Step 3
             markers = {
-                p: await producer.send(topic, None, key=MARKER.encode(), partition=p)
+                p: await producer.send(
+                    topic, None, key=MARKER.encode(), partition=p, headers=epochs[p]
+                )
                 for p in pending
             }
             offsets = {p: (await fut).offset for p, fut in markers.items()}
@@ -503,7 +530,7 @@ class LivePulse:
             return
         # Step 5
         for p, records in pending.items():
-            self.store.write(p, records, offsets[p])
+            self.store.write(p, records, offsets[p], self._epochs.get(p, -1))
             self._pending[p] = self._pending[p][len(records) :]
             self.metrics.changelog_written.inc(len(records))
         for event in unacked:
@@ -525,42 +552,58 @@ class LivePulse:
             return False
 
     async def _assigned(self, assigned: set[TP]) -> None:
-        """A new assignment, before Faust's recovery reads the changelog: the partitions of
-        the internal topic in it are this worker's to apply, and their changelogs are ended."""
+        """A new assignment, before Faust's recovery reads the changelog: nothing is applied
+        until the recovery ends (:meth:`_recovered`), and the changelogs of the partitions
+        this worker is to own are fenced."""
+        self._owned = set()
         topic = self.settings.topic_batches
-        self._owned = {tp.partition for tp in assigned if tp.topic == topic}
-        await self._end_changelogs(assigned)
+        await self._fence(sorted({tp.partition for tp in assigned if tp.topic == topic}))
 
-    async def _end_changelogs(self, assigned: set[TP]) -> None:
-        """End each changelog partition this worker is to own with an end-of-flush marker,
-        before recovery asks for the end offsets.
+    async def _recovered(self, active: set[TP]) -> None:
+        """Faust's recovery ended: the store holds what the owned partitions' changelogs hold.
+        (Faust reports the end of a recovery that a newer assignment overtook too: only
+        partitions still assigned count.)"""
+        self._owned = {tp.partition for tp in active} & self.active_partitions()
 
-        A predecessor killed inside a flush leaves a batch of several records last, and the
-        embedded broker reports its end offset as that batch's first offset + 1: a recovery
-        that stopped there would serve rooms without the rest of the batch, while every later
-        reader (once anything follows) sees it, and the two would disagree on what a key
-        holds. With the marker last, every reader reads the same whole log, and every prefix
-        of it is consistent (:mod:`streams.core.changelog`).
+    async def _fence(self, partitions: list[int]) -> None:
+        """Write a fence to each changelog partition this worker is to own, before recovery
+        asks for the end offsets; its offset is the epoch of every record written there from
+        now on (:func:`streams.core.changelog.admit`).
+
+        The fence also ends the log with a one-record batch. A predecessor killed inside a
+        flush leaves a batch of several records last, and the embedded broker reports its end
+        offset as that batch's first offset + 1: a recovery that stopped there would serve
+        rooms without the rest of the batch, while every later reader (once anything follows)
+        sees it, and the two would disagree on what a key holds. With the fence last, every
+        reader reads the same whole log, and every prefix of it is consistent.
+
+        A partition whose fence the broker did not take (one log line) gets it with its
+        first flush (:meth:`_flush`), before any other record.
         """
-        topic = self.settings.topic_batches
-        partitions = sorted({tp.partition for tp in assigned if tp.topic == topic})
+        for p in partitions:
+            self._epochs.pop(p, None)
         if not partitions:
             return
         changelog = self.table.changelog_topic_name
         try:
             producer = await self._producer()
             sent = [
-                await producer.send(changelog, None, key=MARKER.encode(), partition=p)
+                await producer.send(
+                    changelog, None, key=MARKER.encode(), partition=p, headers=_FENCE
+                )
                 for p in partitions
             ]
-            await asyncio.wait_for(asyncio.gather(*sent), _END_MARKER_TIMEOUT_S)
+            done = await asyncio.wait_for(asyncio.gather(*sent), _FENCE_TIMEOUT_S)
         except (KafkaError, OSError, asyncio.TimeoutError) as exc:
             log.warning(
-                "could not end changelog partitions %s with a marker (%s): a flush cut short "
-                "at their end may be read back only in part",
+                "could not fence changelog partitions %s (%s): a flush cut short at their end "
+                "may be read back only in part; the first flush fences them",
                 partitions,
                 exc or type(exc).__name__,
             )
+            return
+        for p, metadata in zip(partitions, done, strict=True):
+            self._epochs[p] = metadata.offset
 
     async def _lookup_consumer(self) -> AIOKafkaConsumer:
         """A group-less consumer for reading back records (to dead-letter, or envelopes the
@@ -636,19 +679,25 @@ class IngestService(mode.Service):
 
 
 async def _send_in_batches(
-    producer: AIOKafkaProducer, topic: str, partition: int, records: list
+    producer: AIOKafkaProducer,
+    topic: str,
+    partition: int,
+    records: list,
+    headers: list[tuple[str, bytes]],
 ) -> list[asyncio.Future]:
     """Records to one partition as few produce batches, in order (one in flight at a time per
-    partition, so the log keeps their order); a record per ``send`` costs ~40 µs."""
+    partition, so the log keeps their order), each with ``headers``."""
     futures = []
     batch = producer.create_batch()
     for key, value in records:
         raw = key.encode()
-        if batch.append(key=raw, value=value, timestamp=None) is None:
+        if batch.append(key=raw, value=value, timestamp=None, headers=headers) is None:
             futures.append(await producer.send_batch(batch, topic, partition=partition))
             batch = producer.create_batch()
-            if batch.append(key=raw, value=value, timestamp=None) is None:  # larger than a batch
-                futures.append(await producer.send(topic, value, key=raw, partition=partition))
+            if batch.append(key=raw, value=value, timestamp=None, headers=headers) is None:
+                futures.append(  # larger than a batch
+                    await producer.send(topic, value, key=raw, partition=partition, headers=headers)
+                )
     if batch.record_count():
         futures.append(await producer.send_batch(batch, topic, partition=partition))
     return futures

@@ -335,6 +335,7 @@ class PipelineCollector(Collector):
         recovery: Callable[[], tuple[bool, int]] = lambda: (False, 0),
         unacked: Callable[[], int] = lambda: 0,
         unflushed: Callable[[], int] = lambda: 0,
+        fenced: Callable[[], int] = lambda: 0,
     ) -> None:
         self._active_rooms = active_rooms
         self._standby_rooms = standby_rooms
@@ -345,6 +346,7 @@ class PipelineCollector(Collector):
         self._recovery = recovery
         self._unacked = unacked
         self._unflushed = unflushed
+        self._fenced = fenced
 
     def collect(self) -> Iterator:
         up = GaugeMetricFamily(
@@ -360,6 +362,13 @@ class PipelineCollector(Collector):
         )
         restored.add_metric([], self._restored())
         yield restored
+        fenced = CounterMetricFamily(
+            "livepulse_changelog_records_fenced",
+            "Of them, records ignored: written by a worker that had lost the partition, after "
+            "its new owner's fence.",
+        )
+        fenced.add_metric([], self._fenced())
+        yield fenced
 
         in_recovery, remaining = self._recovery()
         recovering = GaugeMetricFamily(

@@ -26,13 +26,14 @@ from faust.stores import STORES
 from faust.stores.memory import Store as MemoryStore
 from faust.types import TP, EventT
 
-from streams.core.changelog import is_room_record
+from streams.core.changelog import admit, is_room_record
 
 log = logging.getLogger(__name__)
 
-#: A RocksDB partition's own key for the offset of the last changelog record it holds
-#: (a control character first: no table key looks like it).
+#: A RocksDB partition's own keys for the offset of the last changelog record it holds and the
+#: highest fence read (a control character first: no table key looks like them).
 _OFFSET_KEY = b"\x00offset"
+_FENCE_KEY = b"\x00fence"
 
 
 class _Partition:
@@ -41,9 +42,13 @@ class _Partition:
     def __init__(self) -> None:
         self.records: MutableMapping[str, bytes] = {}
         self.offset = -1
+        self.fence = -1  # the highest fence read (streams.core.changelog.admit)
         self.rooms = 0  # room records among them (the standby gauge)
 
-    def apply(self, items: Iterable[tuple[str, bytes | None]], offset: int) -> None:
+    def apply(
+        self, items: Iterable[tuple[str, bytes | None]], offset: int, fence: int = -1
+    ) -> None:
+        self.fence = max(self.fence, fence)
         records = self.records
         for key, value in items:
             had = key in records
@@ -56,6 +61,22 @@ class _Partition:
                 if not had:
                     self.rooms += is_room_record(key)
         self.offset = max(self.offset, offset)
+
+    def read(self, records: Iterable[tuple[int, str, bytes | None, Any]]) -> int:
+        """Records read back from the changelog, in log order, as (offset, key, value,
+        headers): each applied unless written after a newer owner's fence
+        (:func:`streams.core.changelog.admit`). Returns how many were not."""
+        fence, offset, skipped = self.fence, self.offset, 0
+        items: list[tuple[str, bytes | None]] = []
+        for at, key, value, headers in records:
+            applies, fence = admit(fence, at, headers)
+            if applies:
+                items.append((key, value))
+            else:
+                skipped += 1
+            offset = max(offset, at)
+        self.apply(items, offset, fence)
+        return skipped
 
     def items(self) -> Iterator[tuple[str, bytes]]:
         return iter(list(self.records.items()))
@@ -75,9 +96,13 @@ class _RocksPartition(_Partition):
         self._db = Rdict(str(path), Options(raw_mode=True))
         raw = self._db.get(_OFFSET_KEY)
         self.offset = int(raw) if raw is not None else -1
-        self.rooms = sum(1 for key in self._db.keys() if key != _OFFSET_KEY and _room_key(key))  # noqa: SIM118
+        raw = self._db.get(_FENCE_KEY)
+        self.fence = int(raw) if raw is not None else -1
+        self.rooms = sum(1 for key in self._db.keys() if key not in _OWN_KEYS and _room_key(key))  # noqa: SIM118
 
-    def apply(self, items: Iterable[tuple[str, bytes | None]], offset: int) -> None:
+    def apply(
+        self, items: Iterable[tuple[str, bytes | None]], offset: int, fence: int = -1
+    ) -> None:
         from rocksdict import WriteBatch
 
         batch = WriteBatch(raw_mode=True)
@@ -93,16 +118,21 @@ class _RocksPartition(_Partition):
                 batch.put(raw, value)
                 self.rooms += room and not had
         self.offset = max(self.offset, offset)
+        self.fence = max(self.fence, fence)
         batch.put(_OFFSET_KEY, str(self.offset).encode())
+        batch.put(_FENCE_KEY, str(self.fence).encode())
         db.write(batch)
 
     def items(self) -> Iterator[tuple[str, bytes]]:
         for key, value in self._db.items():
-            if key != _OFFSET_KEY:
+            if key not in _OWN_KEYS:
                 yield key.decode(), value
 
     def close(self) -> None:
         self._db.close()
+
+
+_OWN_KEYS = (_OFFSET_KEY, _FENCE_KEY)
 
 
 def _room_key(raw: bytes) -> bool:
@@ -116,9 +146,12 @@ class PartitionStore(MemoryStore):
         super().__post_init__()
         self.parts: dict[int, _Partition] = {}
         self.restored = 0  # changelog records read back (recovery and standby), ever
+        self.fenced = 0  # of them, records ignored: written after their writer was fenced
         #: Awaited with each new assignment before Faust's recovery reads the changelog's
         #: end offsets (the worker ends the partitions it will own with a marker there).
         self.before_recovery: Callable[[set[TP]], Awaitable[None]] | None = None
+        #: Awaited when Faust's recovery has read the owned partitions (their changelog TPs).
+        self.after_recovery: Callable[[set[TP]], Awaitable[None]] | None = None
 
     @property
     def durable(self) -> bool:
@@ -134,10 +167,15 @@ class PartitionStore(MemoryStore):
         return part
 
     def write(
-        self, partition: int, records: Iterable[tuple[str, bytes | None]], offset: int
+        self,
+        partition: int,
+        records: Iterable[tuple[str, bytes | None]],
+        offset: int,
+        fence: int = -1,
     ) -> None:
-        """The worker's own records, acknowledged by the broker up to ``offset``."""
-        self.partition(partition).apply(records, offset)
+        """The worker's own records, acknowledged by the broker up to ``offset``, written
+        behind its fence at offset ``fence``."""
+        self.partition(partition).apply(records, offset, fence)
 
     def standby_rooms(self, active: set[int]) -> int:
         return sum(part.rooms for p, part in self.parts.items() if p not in active)
@@ -151,15 +189,28 @@ class PartitionStore(MemoryStore):
 
     # -- what Faust calls ------------------------------------------------------------------
     def apply_changelog_batch(self, batch: Iterable[EventT], to_key: Any, to_value: Any) -> None:
-        by_partition: dict[int, tuple[list[tuple[str, bytes | None]], int]] = {}
+        """Records read back (recovery, standby), in log order (see :meth:`_Partition.read`)."""
+        by_partition: dict[int, list[tuple[int, str, bytes | None, Any]]] = {}
         for event in batch:
             message = event.message
-            items, offset = by_partition.get(message.partition, ([], -1))
-            items.append((to_key(event.key), message.value))
+            by_partition.setdefault(message.partition, []).append(
+                (message.offset, to_key(event.key), message.value, message.headers)
+            )
             self.restored += 1
-            by_partition[message.partition] = (items, max(offset, message.offset))
-        for partition, (items, offset) in by_partition.items():
-            self.partition(partition).apply(items, offset)
+        for partition, records in by_partition.items():
+            self.fenced += self.partition(partition).read(records)
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Drop these partitions' records (and RocksDB files): what this worker wrote there
+        last may have been fenced, so only a read of the changelog can say what they hold."""
+        import shutil
+
+        for partition in partitions:
+            part = self.parts.pop(partition, None)
+            if part is not None:
+                part.close()
+            if self.durable:
+                shutil.rmtree(self._path(partition), ignore_errors=True)
 
     def persisted_offset(self, tp: TP) -> int:
         """The offset of the last record held (-1: none, read the changelog from its start)."""
@@ -187,6 +238,8 @@ class PartitionStore(MemoryStore):
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         """Keeps standby partitions (Faust's memory store would delete them here)."""
+        if self.after_recovery is not None:
+            await self.after_recovery(active_tps)
 
     def reset_state(self) -> None:
         """``faust reset``: forget every partition (RocksDB files included)."""

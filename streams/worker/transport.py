@@ -90,15 +90,16 @@ async def read_range(
     start: int,
     end: int,
     timeout: float = READ_RANGE_TIMEOUT_S,
-) -> list[tuple[int, bytes | None]]:
-    """The records at offsets ``[start, end)`` of ``tp`` as (offset, value), in order, read with
+) -> list[Any]:
+    """The records (aiokafka's ``ConsumerRecord``) at offsets ``[start, end)`` of ``tp``, in
+    order, read with
     a group-less ``consumer`` (``auto_offset_reset="earliest"``). Offsets the log no longer
     holds are left out. Raises :class:`KafkaTimeoutError` if the broker does not deliver
     them within ``timeout`` seconds. The caller knows a record at ``end`` exists, so reading
     stops there, whatever end offset the broker reports."""
     consumer.assign([tp])
     consumer.seek(tp, start)
-    found: list[tuple[int, bytes | None]] = []
+    found: list[Any] = []
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -109,6 +110,6 @@ async def read_range(
             if record.offset >= end:
                 return found
             if record.offset >= start:
-                found.append((record.offset, record.value))
-        if found and found[-1][0] == end - 1:
+                found.append(record)
+        if found and found[-1].offset == end - 1:
             return found

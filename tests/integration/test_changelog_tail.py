@@ -15,22 +15,42 @@ import asyncio
 import signal
 from collections.abc import Callable
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from streams.core.changelog import FENCE_HEADER, epoch_headers
 from streams.core.contract import Ev, Kind
 from streams.core.processor import PartitionProcessor, ProcessorConfig
 from streams.testing import Pipeline
+from streams.worker.transport import read_range
 
 
 async def _append_one_batch(pipeline: Pipeline, records: list[tuple[str, bytes | None]]) -> int:
-    """The records as one produce batch (as a flush's batch is), no marker after it."""
-    producer = AIOKafkaProducer(bootstrap_servers=pipeline.settings.bootstrap_servers, acks="all")
+    """The records as one produce batch (as a flush's batch is), no marker after it, with the
+    epoch of the last owner (the offset of its fence), as its flush would carry them."""
+    topic = f"{pipeline.settings.app_id}-rooms-changelog"
+    tp = TopicPartition(topic, 0)
+    servers = pipeline.settings.bootstrap_servers
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=servers, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        # the log ends with a one-record batch (a fence or an end-of-flush marker), so the
+        # end offset the broker reports is right here
+        end = (await consumer.end_offsets([tp]))[tp]
+        log = await read_range(consumer, tp, 0, end)
+        fences = [r.offset for r in log if (FENCE_HEADER, b"") in r.headers]
+    finally:
+        await consumer.stop()
+    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all")
     await producer.start()
     try:
         batch = producer.create_batch()
         for key, value in records:
-            assert batch.append(key=key.encode(), value=value, timestamp=None) is not None
-        topic = f"{pipeline.settings.app_id}-rooms-changelog"
+            appended = batch.append(
+                key=key.encode(), value=value, timestamp=None, headers=epoch_headers(max(fences))
+            )
+            assert appended is not None
         meta = await (await producer.send_batch(batch, topic, partition=0))
         return meta.offset
     finally:

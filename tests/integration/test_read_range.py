@@ -38,9 +38,9 @@ async def test_read_range_returns_the_records_between_two_offsets(stack: Stack) 
     await consumer.start()
     try:
         tp = TopicPartition(topic, 1)
-        middle = await read_range(consumer, tp, 3, 9)
-        tail = await read_range(consumer, tp, 20, 24)
-        first = await read_range(consumer, tp, 0, 1)
+        middle = [(r.offset, r.value) for r in await read_range(consumer, tp, 3, 9)]
+        tail = [(r.offset, r.value) for r in await read_range(consumer, tp, 20, 24)]
+        first = [(r.offset, r.value) for r in await read_range(consumer, tp, 0, 1)]
     finally:
         await consumer.stop()
     assert middle == [
