@@ -87,6 +87,14 @@ class Cluster:
         return owned if flat == list(range(PARTITIONS)) else None
 
 
+def _first_worker(tmp: Path) -> contextlib.AbstractContextManager[Pipeline]:
+    """The group's first worker (and broker). No flush but at revocation: a worker that gives
+    its partitions up holds thousands of rooms not yet in the changelog."""
+    return running_pipeline(
+        tmp, partitions=str(PARTITIONS), changelog_flush_seconds="300", commit_interval_seconds="5"
+    )
+
+
 def _another(first: Pipeline, tmp: Path, name: str) -> Pipeline:
     port = free_port()
     env = {**first.env, "LIVEPULSE_WEB_PORT": str(port), "LIVEPULSE_STATE_DIR": str(tmp / name)}
@@ -157,13 +165,7 @@ def _replaying(pipeline: Pipeline, path: Path) -> threading.Thread:
 def test_two_three_two_workers_serve_each_room_once_and_keep_every_window_exact(
     tmp_path: Path,
 ) -> None:
-    with running_pipeline(
-        tmp_path,
-        partitions=str(PARTITIONS),
-        # no flush but at revocation: the revoking workers' flushes carry thousands of rooms
-        changelog_flush_seconds="300",
-        commit_interval_seconds="5",
-    ) as a:
+    with _first_worker(tmp_path) as a:
         b, c = _another(a, tmp_path, "b"), _another(a, tmp_path, "c")
         cluster = Cluster([a, b, c])
         try:
@@ -253,16 +255,11 @@ def _lost_lines(pipeline: Pipeline) -> list[str]:
 def test_a_worker_stalled_past_the_session_timeout_leaves_its_partitions_alone(
     tmp_path: Path,
 ) -> None:
-    """Worker A stops (SIGSTOP) with thousands of rooms not yet in the changelog; the group
+    """Worker A stops (SIGSTOP) with hundreds of rooms not yet in the changelog; the group
     drops it after the session timeout and B takes every partition. When A comes back, its
     revocation must drop those changes rather than flush them into changelogs B owns now:
     B replays the envelopes. Every closed window equals the truth."""
-    with running_pipeline(
-        tmp_path,
-        partitions=str(PARTITIONS),
-        changelog_flush_seconds="300",
-        commit_interval_seconds="5",
-    ) as a:
+    with _first_worker(tmp_path) as a:
         b = _another(a, tmp_path, "b")
         cluster = Cluster([a, b])
         try:
