@@ -22,12 +22,15 @@ every flush writes, in this order:
 writing to its changelog: a flush sent just before the group dropped it (a stall past the
 session timeout, a network partition) can land after the new owner has read the log. So the
 marker a new owner writes when it takes a partition over is a *fence* (header
-:data:`FENCE_HEADER`), and every record an owner writes carries, in :data:`EPOCH_HEADER`, the
-offset of its own fence. A reader keeps the highest fence offset it has read and ignores any
-record whose epoch is lower (:func:`admit`): the fenced owner's late records count for no
-reader, while every record before the fence counts for all of them, and a prefix of a flush is
-a consistent state. Offsets of one partition only grow, so no clock or group generation is
-needed to order the owners.
+:data:`FENCE_HEADER`, holding when it took the partition over), and every record an owner
+writes carries, in :data:`EPOCH_HEADER`, the offset of its own fence. A reader keeps the fence
+of the latest takeover it has read and applies only records that name it (:func:`admit`): a
+former owner's late records count for no reader, while every record before the fence counts
+for all of them, and a prefix of a flush is a consistent state. A fence that itself lands late
+(sent at an earlier takeover, held up by the broker) is older than the current one and is
+ignored. Takeovers are ordered by the new owners' clocks, never earlier than the last
+takeover the new owner has read: keep the workers' clocks within seconds of each other
+(rebalances are further apart than that).
 
 Keys join their parts with the unit separator U+001F, a control character no valid room id
 may contain (contract v1), so no room's keys collide with another's or with the clock's.
@@ -35,36 +38,61 @@ may contain (contract v1), so no room's keys collide with another's or with the 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 SEP = "\x1f"
 #: The partition clock's key (one per changelog partition).
 CLOCK = f"{SEP}clock"
 #: Key of the end-of-flush tombstone.
 MARKER = "\x00flush"
-#: Header of the marker a new owner writes before it reads a partition back: a fence.
+#: Header of the marker a new owner writes before it reads a partition back (a fence): when it
+#: took the partition over, in ms since the epoch, as ASCII digits.
 FENCE_HEADER = "livepulse-fence"
 #: Header of every record an owner writes: the offset of its fence, as ASCII digits.
 EPOCH_HEADER = "livepulse-epoch"
 
 
-def epoch_headers(epoch: int) -> list[tuple[str, bytes]]:
-    return [(EPOCH_HEADER, str(epoch).encode())]
+class Fence(NamedTuple):
+    """A partition's current fence: its offset and when its owner took the partition over."""
+
+    offset: int
+    taken_ms: int
 
 
-def admit(fence: int, offset: int, headers: object) -> tuple[bool, int]:
-    """Whether a reader applies the record at ``offset`` (with ``headers``, Kafka's list of
-    (key, value) pairs) to a partition whose highest fence so far is at ``fence`` (-1: none),
-    and the fence after it. A record without an epoch (written before fencing existed) is
-    applied while no fence was read."""
+#: No fence read yet: every record counts.
+NO_FENCE = Fence(-1, -1)
+
+
+def fence_headers(taken_ms: int) -> list[tuple[str, bytes]]:
+    return [(FENCE_HEADER, str(taken_ms).encode())]
+
+
+def epoch_headers(fence_offset: int) -> list[tuple[str, bytes]]:
+    return [(EPOCH_HEADER, str(fence_offset).encode())]
+
+
+def admit(current: Fence, offset: int, headers: object) -> tuple[bool, Fence]:
+    """Whether a reader applies the record at ``offset`` (``headers``: Kafka's list of (key,
+    value) pairs) to a partition whose current fence is ``current``, and the fence after it.
+
+    A fence becomes current if its takeover is later than the current one's. A record counts
+    if it names the current fence, or if no fence was read yet (records written before fencing
+    existed)."""
     epoch = -1
     for key, value in headers or ():  # type: ignore[attr-defined]
         if key == FENCE_HEADER:
-            return True, max(fence, offset)
+            taken = _number(value)
+            return True, Fence(offset, taken) if taken > current.taken_ms else current
         if key == EPOCH_HEADER:
-            try:
-                epoch = int(value)
-            except (TypeError, ValueError):
-                epoch = -1
-    return epoch >= fence, fence
+            epoch = _number(value)
+    return current.offset < 0 or epoch == current.offset, current
+
+
+def _number(value: object) -> int:
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return -1
 
 
 def window_key(room: str, start: int, version: int) -> str:

@@ -23,7 +23,7 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from streams.core import envelope
-from streams.core.changelog import FENCE_HEADER, MARKER, epoch_headers
+from streams.core.changelog import MARKER, Fence, epoch_headers, fence_headers
 from streams.core.processor import Outcome, PartitionProcessor, ProcessorConfig
 from streams.core.rooms import RoomConfig, RoomState, Tally
 from streams.settings import Settings
@@ -40,8 +40,6 @@ log = logging.getLogger(__name__)
 
 #: How long a new assignment waits for the broker to take its fences (see _fence).
 _FENCE_TIMEOUT_S = 30.0
-#: The headers of a fence (see streams.core.changelog).
-_FENCE = [(FENCE_HEADER, b"")]
 #: Envelopes read back (and held in memory) at a time when the agent's consumer skipped some.
 _READ_BACK_AT_ONCE = 200
 
@@ -93,9 +91,10 @@ class LivePulse:
         #: only their envelopes are applied; ``_revocations`` counts the revocations
         self._owned: set[int] = set()
         self._revocations = 0
-        #: per owned partition, the offset of the fence this worker wrote to its changelog
-        #: when it took the partition over: the epoch its records carry (see changelog.admit)
-        self._epochs: dict[int, int] = {}
+        #: per owned partition, the fence this worker wrote to its changelog when it took the
+        #: partition over: its records name it (see streams.core.changelog.admit)
+        self._fences: dict[int, Fence] = {}
+        self._unfenced: set[int] = set()  # assigned, recovered, not fenced: not served
         self._acking = 0  # envelopes the running flush covers
         self._flushed_at = time.monotonic()
         self._lookup: AIOKafkaConsumer | None = None
@@ -205,7 +204,8 @@ class LivePulse:
                     # fetched before a rebalance took the partition away (or before this
                     # worker recovered it) and handed over after: not applied, not acked; the
                     # owner, once recovered, reads on from the committed offset
-                    self.metrics.envelopes_skipped.labels("revoked").inc()
+                    reason = "unfenced" if partition in self._unfenced else "revoked"
+                    self.metrics.envelopes_skipped.labels(reason).inc()
                     continue
                 revocations = self._revocations
                 missing = self.processor(partition).missing(offset)
@@ -249,7 +249,7 @@ class LivePulse:
             else:
                 await self.flush()
             for partition in gone:
-                self._epochs.pop(partition, None)
+                self._fences.pop(partition, None)
             for partition in gone:
                 # rebuilt from the store when the partition comes back; what a failed flush
                 # left pending is the next owner's to replay (the envelopes were not acked)
@@ -485,23 +485,14 @@ class LivePulse:
             records = proc.changes()
             if records:
                 self._pending.setdefault(partition, []).extend(records)
-        pending = {p: records for p, records in self._pending.items() if records}
+        # (a processor exists only for an owned partition, hence a fenced one)
+        pending = {p: r for p, r in self._pending.items() if r and p in self._fences}
         alerts, self._alerts = self._alerts, []
         try:
             producer = await self._producer()
             topic = self.table.changelog_topic_name
-            # Step 2 (a partition not fenced yet gets its fence first)
-            unfenced = [p for p in pending if p not in self._epochs]
-            if unfenced:
-                fences = [
-                    await producer.send(
-                        topic, None, key=MARKER.encode(), partition=p, headers=_FENCE
-                    )
-                    for p in unfenced
-                ]
-                for p, fence in zip(unfenced, fences, strict=True):
-                    self._epochs[p] = (await fence).offset
-            epochs = {p: epoch_headers(self._epochs[p]) for p in pending}
+            # Step 2 (only owned partitions have processors, and only fenced ones are owned)
+            epochs = {p: epoch_headers(self._fences[p].offset) for p in pending}
             await asyncio.gather(
                 *[
                     future
@@ -530,7 +521,7 @@ class LivePulse:
             return
         # Step 5
         for p, records in pending.items():
-            self.store.write(p, records, offsets[p], self._epochs.get(p, -1))
+            self.store.write(p, records, offsets[p], self._fences[p])
             self._pending[p] = self._pending[p][len(records) :]
             self.metrics.changelog_written.inc(len(records))
         for event in unacked:
@@ -562,13 +553,26 @@ class LivePulse:
     async def _recovered(self, active: set[TP]) -> None:
         """Faust's recovery ended: the store holds what the owned partitions' changelogs hold.
         (Faust reports the end of a recovery that a newer assignment overtook too: only
-        partitions still assigned count.)"""
-        self._owned = {tp.partition for tp in active} & self.active_partitions()
+        partitions still assigned count.) A partition whose changelog could not be fenced is
+        not served: without its fence, its records would count for no reader."""
+        assigned = {tp.partition for tp in active} & self.active_partitions()
+        self._owned = assigned & set(self._fences)
+        self._unfenced = assigned - self._owned
+        if self._unfenced:
+            log.error(
+                "partitions %s are not served until the next rebalance: their changelogs "
+                "could not be fenced (the broker did not take the fence in %.0f s); their "
+                "envelopes wait, unacked",
+                sorted(self._unfenced),
+                _FENCE_TIMEOUT_S,
+            )
 
     async def _fence(self, partitions: list[int]) -> None:
         """Write a fence to each changelog partition this worker is to own, before recovery
-        asks for the end offsets; its offset is the epoch of every record written there from
-        now on (:func:`streams.core.changelog.admit`).
+        asks for the end offsets: every record written there from now on names it, and
+        readers apply only records that name the latest takeover's fence
+        (:func:`streams.core.changelog.admit`). The takeover time is this worker's clock, and
+        never earlier than the last takeover its store has read.
 
         The fence also ends the log with a one-record batch. A predecessor killed inside a
         flush leaves a batch of several records last, and the embedded broker reports its end
@@ -577,33 +581,44 @@ class LivePulse:
         sees it, and the two would disagree on what a key holds. With the fence last, every
         reader reads the same whole log, and every prefix of it is consistent.
 
-        A partition whose fence the broker did not take (one log line) gets it with its
-        first flush (:meth:`_flush`), before any other record.
+        Fences are written only here, at the takeover: one sent later could land after a
+        newer owner's. A partition whose fence the broker did not take is not served (one
+        log line) until the next rebalance.
         """
         for p in partitions:
-            self._epochs.pop(p, None)
+            self._fences.pop(p, None)
         if not partitions:
             return
         changelog = self.table.changelog_topic_name
+        now_ms = int(time.time() * 1000)
+        taken = {
+            p: max(now_ms, part.fence.taken_ms + 1)
+            for p in partitions
+            if (part := self.store.parts.get(p)) is not None
+        }
         try:
             producer = await self._producer()
-            sent = [
-                await producer.send(
-                    changelog, None, key=MARKER.encode(), partition=p, headers=_FENCE
+            sent = {
+                p: await producer.send(
+                    changelog,
+                    None,
+                    key=MARKER.encode(),
+                    partition=p,
+                    headers=fence_headers(taken.get(p, now_ms)),
                 )
                 for p in partitions
-            ]
-            done = await asyncio.wait_for(asyncio.gather(*sent), _FENCE_TIMEOUT_S)
-        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
-            log.warning(
-                "could not fence changelog partitions %s (%s): a flush cut short at their end "
-                "may be read back only in part; the first flush fences them",
-                partitions,
-                exc or type(exc).__name__,
+            }
+            done = await asyncio.wait_for(
+                asyncio.gather(*sent.values(), return_exceptions=True), _FENCE_TIMEOUT_S
             )
+        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+            log.warning("could not fence changelog partitions %s (%s)", partitions, exc)
             return
         for p, metadata in zip(partitions, done, strict=True):
-            self._epochs[p] = metadata.offset
+            if isinstance(metadata, BaseException):
+                log.warning("could not fence changelog partition %d (%s)", p, metadata)
+            else:
+                self._fences[p] = Fence(metadata.offset, taken.get(p, now_ms))
 
     async def _lookup_consumer(self) -> AIOKafkaConsumer:
         """A group-less consumer for reading back records (to dead-letter, or envelopes the

@@ -208,11 +208,12 @@ class PipelineMetrics:
             "Records of the internal topic not applied here: malformed (not an envelope), "
             "failed (a LivePulse bug; logged), revoked (handed over after a rebalance took "
             "the partition away; its new owner applies it), gone (missing before a later one "
-            "and no longer in the topic).",
+            "and no longer in the topic), unfenced (its partition's changelog could not be "
+            "fenced: not served until the next rebalance).",
             ["reason"],
             registry=registry,
         )
-        for reason in ("malformed", "failed", "revoked", "gone"):
+        for reason in ("malformed", "failed", "revoked", "gone", "unfenced"):
             self.envelopes_skipped.labels(reason)
         self.envelopes_read_back = Counter(
             "livepulse_envelopes_read_back",

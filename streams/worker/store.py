@@ -26,12 +26,12 @@ from faust.stores import STORES
 from faust.stores.memory import Store as MemoryStore
 from faust.types import TP, EventT
 
-from streams.core.changelog import admit, is_room_record
+from streams.core.changelog import NO_FENCE, Fence, admit, is_room_record
 
 log = logging.getLogger(__name__)
 
-#: A RocksDB partition's own keys for the offset of the last changelog record it holds and the
-#: highest fence read (a control character first: no table key looks like them).
+#: A RocksDB partition's own keys for the offset of the last changelog record it holds and its
+#: current fence (a control character first: no table key looks like them).
 _OFFSET_KEY = b"\x00offset"
 _FENCE_KEY = b"\x00fence"
 
@@ -42,13 +42,16 @@ class _Partition:
     def __init__(self) -> None:
         self.records: MutableMapping[str, bytes] = {}
         self.offset = -1
-        self.fence = -1  # the highest fence read (streams.core.changelog.admit)
+        self.fence = NO_FENCE  # the current fence (streams.core.changelog.admit)
         self.rooms = 0  # room records among them (the standby gauge)
 
     def apply(
-        self, items: Iterable[tuple[str, bytes | None]], offset: int, fence: int = -1
+        self,
+        items: Iterable[tuple[str, bytes | None]],
+        offset: int,
+        fence: Fence = NO_FENCE,
     ) -> None:
-        self.fence = max(self.fence, fence)
+        self.fence = _later(self.fence, fence)
         records = self.records
         for key, value in items:
             had = key in records
@@ -64,7 +67,7 @@ class _Partition:
 
     def read(self, records: Iterable[tuple[int, str, bytes | None, Any]]) -> int:
         """Records read back from the changelog, in log order, as (offset, key, value,
-        headers): each applied unless written after a newer owner's fence
+        headers): each applied if it names the current fence
         (:func:`streams.core.changelog.admit`). Returns how many were not."""
         fence, offset, skipped = self.fence, self.offset, 0
         items: list[tuple[str, bytes | None]] = []
@@ -96,12 +99,14 @@ class _RocksPartition(_Partition):
         self._db = Rdict(str(path), Options(raw_mode=True))
         raw = self._db.get(_OFFSET_KEY)
         self.offset = int(raw) if raw is not None else -1
-        raw = self._db.get(_FENCE_KEY)
-        self.fence = int(raw) if raw is not None else -1
+        self.fence = _parse_fence(self._db.get(_FENCE_KEY))
         self.rooms = sum(1 for key in self._db.keys() if key not in _OWN_KEYS and _room_key(key))  # noqa: SIM118
 
     def apply(
-        self, items: Iterable[tuple[str, bytes | None]], offset: int, fence: int = -1
+        self,
+        items: Iterable[tuple[str, bytes | None]],
+        offset: int,
+        fence: Fence = NO_FENCE,
     ) -> None:
         from rocksdict import WriteBatch
 
@@ -118,9 +123,9 @@ class _RocksPartition(_Partition):
                 batch.put(raw, value)
                 self.rooms += room and not had
         self.offset = max(self.offset, offset)
-        self.fence = max(self.fence, fence)
+        self.fence = _later(self.fence, fence)
         batch.put(_OFFSET_KEY, str(self.offset).encode())
-        batch.put(_FENCE_KEY, str(self.fence).encode())
+        batch.put(_FENCE_KEY, f"{self.fence.offset}:{self.fence.taken_ms}".encode())
         db.write(batch)
 
     def items(self) -> Iterator[tuple[str, bytes]]:
@@ -133,6 +138,18 @@ class _RocksPartition(_Partition):
 
 
 _OWN_KEYS = (_OFFSET_KEY, _FENCE_KEY)
+
+
+def _parse_fence(raw: bytes | None) -> Fence:
+    try:
+        offset, taken = raw.split(b":")  # type: ignore[union-attr]
+        return Fence(int(offset), int(taken))
+    except (AttributeError, ValueError):  # none yet, or unreadable: read as unfenced
+        return NO_FENCE
+
+
+def _later(a: Fence, b: Fence) -> Fence:
+    return b if b.taken_ms > a.taken_ms else a
 
 
 def _room_key(raw: bytes) -> bool:
@@ -171,10 +188,10 @@ class PartitionStore(MemoryStore):
         partition: int,
         records: Iterable[tuple[str, bytes | None]],
         offset: int,
-        fence: int = -1,
+        fence: Fence = NO_FENCE,
     ) -> None:
         """The worker's own records, acknowledged by the broker up to ``offset``, written
-        behind its fence at offset ``fence``."""
+        behind its ``fence``."""
         self.partition(partition).apply(records, offset, fence)
 
     def standby_rooms(self, active: set[int]) -> int:
