@@ -216,7 +216,10 @@ def test_two_three_two_workers_serve_each_room_once_and_keep_every_window_exact(
                 assert w.worker is not None and w.worker.poll() is None, w.tail()
             double = _double_served(scrapes)
             assert not double, sorted(double)[:20]
-            compared = assert_matches_truth(cluster, truth)  # type: ignore[arg-type]
+            try:
+                compared = assert_matches_truth(cluster, truth)  # type: ignore[arg-type]
+            except AssertionError as error:
+                raise AssertionError(f"{error}\n{_evidence(cluster, error, truth)}") from None
             assert compared == len(truth["windows"]) > 10_000
             per_worker = {n: sum(1 for s in scrapes if s.worker == n) for n in range(3)}
             looks = [w.metrics() for w in (a, b)]
@@ -236,6 +239,48 @@ def test_two_three_two_workers_serve_each_room_once_and_keep_every_window_exact(
         finally:
             for w in (b, c):
                 w.stop_worker()
+
+
+#: counters that tell where a count went (printed when a window differs from the truth)
+_EVIDENCE = (
+    "livepulse_events_applied_total",
+    "livepulse_events_late_total",
+    "livepulse_events_duplicate_total",
+    "livepulse_envelopes_skipped_total",
+    "livepulse_envelopes_read_back_total",
+    "livepulse_changelog_records_fenced_total",
+)
+
+
+def _evidence(cluster: Cluster, error: AssertionError, truth: dict) -> str:
+    """What the workers say about the room a failed comparison names: who serves it, its
+    late events against the truth's, and each worker's counters of where events went."""
+    lines = []
+    where = error.args[0] if error.args and isinstance(error.args[0], tuple) else ()
+    room = where[0] if where and isinstance(where[0], str) else None
+    if room is not None:
+        lines.append(f"truth: {room} late {truth['late_by_room'].get(room, 0)}")
+        for n, w in enumerate(cluster.workers):
+            try:
+                detail = w.room(room, here_only=True) if w in cluster.up() else None
+            except (OSError, AssertionError) as exc:
+                detail = {"error": str(exc)}
+            if detail is not None:
+                summary = {k: detail.get(k) for k in ("late_events", "error")}
+                lines.append(f"worker {n} serves {room}: {summary}")
+    for n, w in enumerate(cluster.up()):
+        try:
+            m = w.metrics()
+        except (OSError, AssertionError) as exc:
+            lines.append(f"worker {n}: no metrics ({exc})")
+            continue
+        found = {
+            f"{name}{dict(labels) if labels else ''}": v
+            for (name, labels), v in sorted(m.items())
+            if name in _EVIDENCE and v
+        }
+        lines.append(f"worker {n}: {found}")
+    return "\n".join(lines)
 
 
 def _owns_all(pipeline: Pipeline) -> bool:
