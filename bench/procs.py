@@ -20,9 +20,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.processes import stop
+from streams.processes import stop, tree
 
-_TICKS = os.sysconf("SC_CLK_TCK")
 _PR_SET_PDEATHSIG = 1
 
 
@@ -36,29 +35,33 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (its own threads, not its children)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
 def _status_kb(pid: int, key: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:  # exited meanwhile
+        pass
     return 0
 
 
 def rss_mb(pid: int) -> float:
-    """Resident set size now."""
-    return _status_kb(pid, "VmRSS") / 1024
+    """Resident set size now, of a process and its descendants."""
+    return sum(_status_kb(p, "VmRSS") for p in tree(pid)) / 1024
 
 
 def peak_rss_mb(pid: int) -> float:
-    """Largest resident set size since the process started (VmHWM)."""
-    return _status_kb(pid, "VmHWM") / 1024
+    """Sum of the largest resident set sizes (VmHWM) of a process and its descendants (an
+    upper bound of their peak together)."""
+    return sum(_status_kb(p, "VmHWM") for p in tree(pid)) / 1024
+
+
+def freeze(pid: int, sig: int = signal.SIGSTOP) -> None:
+    """SIGSTOP (or ``sig``) to a process and its descendants."""
+    for p in tree(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, sig)
 
 
 class Child:

@@ -38,7 +38,7 @@ from bench.procs import (
     Child,
     child,
     clean_env,
-    cpu_seconds,
+    freeze,
     http_get,
     metric_values,
     peak_rss_mb,
@@ -46,6 +46,7 @@ from bench.procs import (
     wait_for,
 )
 from streams.core.partitioner import partition_of
+from streams.processes import cpu_seconds
 from streams.settings import Settings
 from streams.testing import free_port
 from streams.worker import broker
@@ -307,7 +308,7 @@ def measure_backlog(
     before = progress()
     if before != 0:
         raise BenchError(f"{name} counts {before} events before any input was written")
-    os.kill(worker.pid, signal.SIGSTOP)
+    freeze(worker.pid)
     try:
         frozen = time.monotonic()
         written_in = asyncio.run(load.preload(settings.bootstrap_servers, records))
@@ -318,7 +319,7 @@ def measure_backlog(
             )
         first = _sample(worker, broker_proc)
     finally:
-        os.kill(worker.pid, signal.SIGCONT)
+        freeze(worker.pid, signal.SIGCONT)
     say(f"{name}: {total:,} records written in {written_in:.1f} s while it was frozen; measuring")
     capped = False
     while True:
@@ -830,7 +831,7 @@ def markdown(results: dict[str, Any]) -> str:
     notes = {
         "ceiling": "aiokafka getmany + orjson.loads only",
         "textbook": "Faust, one Record per event, windowed table",
-        "livepulse": "the real worker (ingest + Faust agent)",
+        "livepulse": "the real worker (Faust agent; ingest in its child process)",
     }
     for name in ("ceiling", "textbook", "livepulse"):
         r = results.get(name)

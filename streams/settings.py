@@ -137,6 +137,12 @@ class Settings(BaseSettings):
     )
 
     # --- Ingest stage ----------------------------------------------------------------------
+    ingest_process: bool = Field(
+        True,
+        description="Run the ingest stage in a child process of the worker (a core of its "
+        "own; it stops with the worker and is restarted if it exits); false: a task in the "
+        "worker's process.",
+    )
     ingest_max_records: int = Field(
         5000, ge=1, description="Records per fetch in the ingest stage."
     )

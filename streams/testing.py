@@ -38,7 +38,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.core.partitioner import partition_of
-from streams.processes import free_port, stop
+from streams.processes import free_port, stop, tree
 from streams.settings import Settings
 from streams.worker import broker
 from streams.worker.screen.peers import FORWARDED
@@ -146,6 +146,16 @@ class Pipeline:
     def stop_worker(self, sig: int = signal.SIGTERM) -> None:
         if self.worker is not None:
             stop(self.worker, 20, sig)
+
+    def kill_worker(self) -> None:
+        """SIGKILL the worker and its ingest process together (a container killed, a node
+        lost): neither gets to finish anything."""
+        if self.worker is None:
+            return
+        for pid in reversed(tree(self.worker.pid)):  # descendants first
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.worker.wait()
 
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""

@@ -31,6 +31,7 @@ from streams.worker import rooms_api, screen, store
 from streams.worker.broker import Replication
 from streams.worker.deadletters import DeadLetters, Reference
 from streams.worker.ingest import Ingest, new_producer
+from streams.worker.ingest_process import IngestProcess
 from streams.worker.logs import thin_repeats
 from streams.worker.metrics import PipelineCollector, PipelineMetrics, RoomExposition
 from streams.worker.security import client_options, faust_credentials
@@ -79,7 +80,11 @@ class LivePulse:
         #: stage has its own, so neither waits behind the other's requests. Both acks=all.
         self.producer: AIOKafkaProducer | None = None
         self.dead_letters: DeadLetters | None = None
-        self.ingest = Ingest(settings, self.metrics)
+        self.ingest: Ingest | IngestProcess = (
+            IngestProcess(settings, self.metrics)
+            if s.ingest_process
+            else Ingest(settings, self.metrics)
+        )
         self.processors: dict[int, PartitionProcessor] = {}
         # what the next flush covers (see flush()): envelopes applied and not yet acked, the
         # changelog records and alert sends not yet acknowledged

@@ -19,6 +19,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
@@ -34,7 +36,6 @@ from streams.core.contract import Ev, InvalidRecord, Source, decode
 from streams.core.windows import IdleTracker
 from streams.settings import Settings
 from streams.worker.deadletters import DeadLetters
-from streams.worker.metrics import PipelineMetrics
 from streams.worker.security import client_options
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,15 @@ class _Assignment(ConsumerRebalanceListener):
         self.ingest.ready.set()
 
 
+class Counters(Protocol):
+    """Where the stage counts what it read: the worker's metrics, or (in a process of its
+    own) what it reports to the worker."""
+
+    def read(self, topic: str, records: int, invalid: Mapping[str, int]) -> None: ...
+
+    def retried(self) -> None: ...
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -63,7 +73,7 @@ class Ingest:
     def __init__(
         self,
         settings: Settings,
-        metrics: PipelineMetrics,
+        metrics: Counters,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -119,7 +129,7 @@ class Ingest:
                 except Exception as exc:  # never end the loop: the step is read again
                     name = type(exc).__name__
                     log.warning("ingest step failed (%s: %s); reading again", name, exc)
-                    self.metrics.ingest_retries.inc()
+                    self.metrics.retried()
                     await self._rewind(consumer)
                     await asyncio.sleep(1.0)
         finally:

@@ -285,6 +285,10 @@ class PipelineMetrics:
         for reason, n in invalid.items():
             self.invalid.labels(topic, reason).inc(n)
 
+    def retried(self) -> None:
+        """An ingest step failed and is read again."""
+        self.ingest_retries.inc()
+
     def record(self, out: Outcome, topics: Sequence[str]) -> None:
         """Count what one batch did (``topics`` in the order of the source indexes): the one
         place the stateful stage's outcome becomes counters."""

@@ -15,7 +15,6 @@ that lands late) are ignored by every reader.
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -87,7 +86,7 @@ def test_a_flush_cut_short_is_read_back_whole(
     records = proc.changes()
     # window, room, clock: the room record is not the batch's first
     assert [key.split("\x1f")[0] for key, _ in records][1] == "tail-room", records
-    pipeline.stop_worker(signal.SIGKILL)
+    pipeline.kill_worker()
     # as the killed worker's flush carries them: the epoch of its fence
     epoch = epoch_headers(_last_fence(asyncio.run(_changelog(pipeline))))
     base = asyncio.run(_append_one_batch(pipeline, [(key, value, epoch) for key, value in records]))
@@ -149,7 +148,7 @@ def test_a_flush_that_lands_after_its_writer_was_fenced_counts_for_no_reader(
                 if (EPOCH_HEADER, str(epoch).encode()) in r.headers
                 and r.key.decode() not in (CLOCK, MARKER)
             ]
-            pipeline.stop_worker(signal.SIGKILL)
+            pipeline.kill_worker()
             pipeline.start_worker()
             pipeline.replayed = {}  # a new process counts from zero (and from its commit)
     assert len(late) > 40, "worker 1 wrote its rooms"
@@ -157,7 +156,7 @@ def test_a_flush_that_lands_after_its_writer_was_fenced_counts_for_no_reader(
     # keep coming: a few envelopes may be newer than the commit)
     wait_until(lambda: asyncio.run(_uncommitted(pipeline)) <= 3, 60, "a commit", pipeline.log)
     asyncio.run(_append_one_batch(pipeline, late))
-    pipeline.stop_worker(signal.SIGKILL)
+    pipeline.kill_worker()
     pipeline.start_worker()
     close_and_wait(pipeline, truth)
     compared = assert_matches_truth(pipeline, truth)

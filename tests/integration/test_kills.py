@@ -12,7 +12,6 @@ prefix of the changelog, the worker reads the tail).
 from __future__ import annotations
 
 import random
-import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -56,7 +55,7 @@ def _processed(pipeline: Pipeline) -> float:
 
 def _kill(pipeline: Pipeline) -> None:
     assert pipeline.worker is not None and pipeline.worker.poll() is None, pipeline.tail()
-    pipeline.stop_worker(signal.SIGKILL)
+    pipeline.kill_worker()
 
 
 def _written(pipeline: Pipeline) -> float:

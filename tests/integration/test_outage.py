@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from streams.processes import cpu_seconds
 from streams.testing import Pipeline, running_pipeline, wait_until
 from tests.support.faults import (
     broker_behind_proxy,
-    cpu_seconds,
     log_lines,
     recorded,
     session,

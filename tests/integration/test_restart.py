@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,7 +64,7 @@ async def test_sigkill_and_restart_counts_nothing_twice_and_loses_nothing(
         wait_until(all_applied, 30, "the scenario applied", stack)
         await wait_for_changelog(stack, room)
         duplicates_before = _duplicates(stack)
-        stack.stop_worker(signal.SIGKILL)
+        stack.kill_worker()
         stack.start_worker()
         await send_all(producer, flush_records(stack, base + 30 * 60_000))
         windows = wait_closed(stack, room, 3, timeout=60)

@@ -4,7 +4,6 @@ and reading a worker's CPU time and log."""
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,12 +63,6 @@ def recorded(records: list[Emitted], topics: dict[str, str], partitions: int) ->
 def write_recording(path: Path, records: list[Recorded]) -> Path:
     path.write_bytes(b"".join(r.to_json() + b"\n" for r in records))
     return path
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def log_lines(path: Path, needle: str) -> list[str]:

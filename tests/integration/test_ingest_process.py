@@ -1,0 +1,91 @@
+"""The ingest stage's own process: killed, it is started again and no event is lost or counted
+twice; it ends with its worker, however the worker ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from streams.processes import tree
+from streams.testing import Pipeline, poll, running_pipeline
+from tests.support.faults import log_lines, recorded, session, write_recording
+from tests.support.truth import assert_matches_truth, close_and_wait
+
+PARTITIONS = 2
+
+
+def ingest_pid(worker_pid: int) -> int | None:
+    """The worker's ingest process (None while it has none)."""
+    for pid in tree(worker_pid):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"streams.worker.ingest_process" in cmdline and not _zombie(pid):
+            return pid
+    return None
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True  # gone
+
+
+def _consumed(pipeline: Pipeline) -> float:
+    return sum(
+        v
+        for (name, _), v in pipeline.metrics().items()
+        if name == "livepulse_events_consumed_total"
+    )
+
+
+def test_an_ingest_process_killed_mid_stream_is_started_again_and_no_event_is_lost(
+    tmp_path: Path,
+) -> None:
+    # small fetches: the second half takes hundreds of steps, so the kill lands between them
+    with running_pipeline(
+        tmp_path, partitions=str(PARTITIONS), ingest_max_records="50"
+    ) as pipeline:
+        assert pipeline.worker is not None
+        worker = pipeline.worker
+        end = pipeline.slot() + 3_600_000
+        _, records, truth = session(
+            end, PARTITIONS, seed=11, rooms=3, minutes=3, rate=300, incidents=()
+        )
+        topics = dict(
+            zip(("views", "clicks", "orders"), pipeline.settings.source_topics, strict=True)
+        )
+        every = recorded(records, topics, PARTITIONS)
+        half = len(every) // 2
+        pipeline.replay(write_recording(tmp_path / "first.jsonl", every[:half]))
+        pipeline.wait_processed()
+        first = ingest_pid(worker.pid)
+        assert first is not None, "the worker has no ingest process"
+        before = _consumed(pipeline)
+        pipeline.replay(write_recording(tmp_path / "second.jsonl", every[half:]))
+        poll(lambda: _consumed(pipeline) > before, 30)
+        os.kill(first, signal.SIGKILL)
+        at_kill = _consumed(pipeline) - before
+        # the worker notices, says so once, and starts another; meanwhile it stays up
+        second = poll(lambda: (p := ingest_pid(worker.pid)) != first and p, 60)
+        assert second, f"no new ingest process\n{pipeline.tail()}"
+        pipeline.wait_processed()
+        close_and_wait(pipeline, truth)
+        assert assert_matches_truth(pipeline, truth) == len(truth["windows"]) > 5
+        assert worker.poll() is None and pipeline.worker is worker
+        exited = log_lines(pipeline.log, "ingest process exited")
+        assert len(exited) == 1, exited
+        print(f"\nkilled after {at_kill:.0f} of {len(every) - half} records; {exited[0]}")
+
+
+def test_the_ingest_process_ends_with_its_worker(tmp_path: Path) -> None:
+    with running_pipeline(tmp_path, partitions=str(PARTITIONS)) as pipeline:
+        assert pipeline.worker is not None
+        child = ingest_pid(pipeline.worker.pid)
+        assert child is not None, "the worker has no ingest process"
+        pipeline.stop_worker(signal.SIGKILL)  # no clean-up in the worker at all
+        gone = poll(lambda: _zombie(child), 30)
+        assert gone, f"ingest process {child} outlived its killed worker"
