@@ -89,3 +89,18 @@ def test_the_ingest_process_ends_with_its_worker(tmp_path: Path) -> None:
         pipeline.stop_worker(signal.SIGKILL)  # no clean-up in the worker at all
         gone = poll(lambda: _zombie(child), 30)
         assert gone, f"ingest process {child} outlived its killed worker"
+
+
+def test_without_its_own_process_the_ingest_stage_runs_in_the_worker(tmp_path: Path) -> None:
+    with running_pipeline(tmp_path, partitions=str(PARTITIONS), ingest_process="false") as pipeline:
+        assert pipeline.worker is not None
+        assert tree(pipeline.worker.pid) == [pipeline.worker.pid]
+        end = pipeline.slot() + 3_600_000
+        _, records, truth = session(end, PARTITIONS, seed=12, rooms=2, minutes=2, rate=200)
+        topics = dict(
+            zip(("views", "clicks", "orders"), pipeline.settings.source_topics, strict=True)
+        )
+        pipeline.replay(write_recording(tmp_path / "all.jsonl", recorded(records, topics, 2)))
+        pipeline.wait_processed()
+        close_and_wait(pipeline, truth)
+        assert assert_matches_truth(pipeline, truth) == len(truth["windows"]) > 3
