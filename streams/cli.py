@@ -414,6 +414,9 @@ def demo(
         settings = demo_settings(broker=broker, web_port=web_port)
     except ValidationError as exc:
         raise fail(explain(exc)) from None
+    # SIGTERM (a terminal closed, `timeout`, a service manager) stops it as Ctrl-C does: the
+    # worker and the broker are stopped, not left running
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         run_demo(settings, duration, console)
     except BrokerError as exc:

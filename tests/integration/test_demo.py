@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import orjson
 
-from streams.processes import stop
+from streams.processes import stop, tree
 from tests.support.stack import free_port, wait_until
 
 
@@ -27,8 +29,7 @@ def _open_windows(url: str) -> dict[str, tuple[int, int]]:
     }
 
 
-def test_demo_rooms_update_within_ten_seconds_of_ready(tmp_path: Path) -> None:
-    web = free_port()
+def _env(tmp_path: Path, web: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEPULSE_")}
     env.update(
         LIVEPULSE_BROKER=f"kafka://127.0.0.1:{free_port()}",
@@ -37,6 +38,12 @@ def test_demo_rooms_update_within_ten_seconds_of_ready(tmp_path: Path) -> None:
         LIVEPULSE_APP_ID="livepulse-demo-test",
         COLUMNS="160",
     )
+    return env
+
+
+def test_demo_rooms_update_within_ten_seconds_of_ready(tmp_path: Path) -> None:
+    web = free_port()
+    env = _env(tmp_path, web)
     out = tmp_path / "demo.out"
     with open(out, "wb") as sink:
         demo = subprocess.Popen(
@@ -70,3 +77,40 @@ def test_demo_rooms_update_within_ten_seconds_of_ready(tmp_path: Path) -> None:
     finally:
         stop(demo)
     assert "demo-room-" in out.read_text()
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_sigterm_stops_the_demo_and_everything_it_started(tmp_path: Path) -> None:
+    out = tmp_path / "demo.out"
+    with open(out, "wb") as sink:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "demo"],
+            env=_env(tmp_path, free_port()),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    started: list[int] = []
+    try:
+        wait_until(
+            lambda: b"ready after" in out.read_bytes() or demo.poll() is not None,
+            60,
+            "the demo to be ready",
+        )
+        started = tree(demo.pid)
+        assert len(started) == 4, started  # the demo, the broker, the worker, its ingest
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(60) == 0, out.read_text()[-2000:]
+        wait_until(
+            lambda: not [p for p in started if _running(p)], 30, "what the demo started to end"
+        )
+    finally:
+        stop(demo)
+        for pid in started:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
