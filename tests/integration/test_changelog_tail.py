@@ -26,7 +26,7 @@ from streams.core.contract import Ev, Kind
 from streams.core.processor import PartitionProcessor, ProcessorConfig
 from streams.testing import Pipeline, wait_until
 from streams.worker.transport import read_range
-from tests.support.faults import recorded, session, write_recording
+from tests.support.faults import replayable, write_recording
 from tests.support.truth import assert_matches_truth, close_and_wait
 
 
@@ -128,9 +128,7 @@ def test_a_flush_that_lands_after_its_writer_was_fenced_counts_for_no_reader(
     after everything worker 2 wrote. Worker 3 reads the log back: it must ignore them (a
     reader without the fence serves those rooms as worker 1 left them)."""
     pipeline = livepulse_pipeline(partitions="1")
-    _, records, truth = session(pipeline.slot() + 3_600_000, 1, seed=7, rooms=40, minutes=4, rate=3)
-    topics = dict(zip(("views", "clicks", "orders"), pipeline.settings.source_topics, strict=True))
-    every = recorded(records, topics, 1)
+    every, truth, _ = replayable(pipeline, 1, seed=7, rooms=40, minutes=4, rate=3)
     half = len(every) // 2
     for n, part in enumerate((every[:half], every[half:])):
         pipeline.replay(write_recording(tmp_path / f"part-{n}.jsonl", part))

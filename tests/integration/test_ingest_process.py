@@ -9,7 +9,7 @@ from pathlib import Path
 
 from streams.processes import tree
 from streams.testing import Pipeline, poll, running_pipeline
-from tests.support.faults import log_lines, recorded, session, write_recording
+from tests.support.faults import log_lines, replayable, write_recording
 from tests.support.truth import assert_matches_truth, close_and_wait
 
 PARTITIONS = 2
@@ -51,14 +51,9 @@ def test_an_ingest_process_killed_mid_stream_is_started_again_and_no_event_is_lo
     ) as pipeline:
         assert pipeline.worker is not None
         worker = pipeline.worker
-        end = pipeline.slot() + 3_600_000
-        _, records, truth = session(
-            end, PARTITIONS, seed=11, rooms=3, minutes=3, rate=300, incidents=()
+        every, truth, _ = replayable(
+            pipeline, PARTITIONS, seed=11, rooms=3, minutes=3, rate=300, incidents=()
         )
-        topics = dict(
-            zip(("views", "clicks", "orders"), pipeline.settings.source_topics, strict=True)
-        )
-        every = recorded(records, topics, PARTITIONS)
         half = len(every) // 2
         pipeline.replay(write_recording(tmp_path / "first.jsonl", every[:half]))
         pipeline.wait_processed()
@@ -95,12 +90,8 @@ def test_without_its_own_process_the_ingest_stage_runs_in_the_worker(tmp_path: P
     with running_pipeline(tmp_path, partitions=str(PARTITIONS), ingest_process="false") as pipeline:
         assert pipeline.worker is not None
         assert tree(pipeline.worker.pid) == [pipeline.worker.pid]
-        end = pipeline.slot() + 3_600_000
-        _, records, truth = session(end, PARTITIONS, seed=12, rooms=2, minutes=2, rate=200)
-        topics = dict(
-            zip(("views", "clicks", "orders"), pipeline.settings.source_topics, strict=True)
-        )
-        pipeline.replay(write_recording(tmp_path / "all.jsonl", recorded(records, topics, 2)))
+        every, truth, _ = replayable(pipeline, PARTITIONS, seed=12, rooms=2, minutes=2, rate=200)
+        pipeline.replay(write_recording(tmp_path / "all.jsonl", every))
         pipeline.wait_processed()
         close_and_wait(pipeline, truth)
         assert assert_matches_truth(pipeline, truth) == len(truth["windows"]) > 3

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from streams.testing import Pipeline, poll, running_pipeline, wait_until
-from tests.support.faults import broker_behind_proxy, recorded, session, write_recording
+from tests.support.faults import broker_behind_proxy, replayable, write_recording
 from tests.support.proxy import Proxy
 from tests.support.truth import assert_matches_truth, close_and_wait
 
@@ -147,12 +147,9 @@ def test_kills_at_random_moments_leave_every_window_exact(tmp_path: Path) -> Non
             commit_interval_seconds="5",
         ) as pipeline,
     ):
-        end = pipeline.slot() + 3_600_000
-        _, records, truth = session(end, PARTITIONS, seed=SEED, rooms=400, minutes=6, rate=300)
-        topics = dict(
-            zip(("views", "clicks", "orders"), pipeline.settings.source_topics, strict=True)
+        every, truth, _ = replayable(
+            pipeline, PARTITIONS, seed=SEED, rooms=400, minutes=6, rate=300
         )
-        every = recorded(records, topics, PARTITIONS)
         # a stretch of the session per kill and one after the last
         cuts = sorted(rng.sample(range(1, len(every)), len(KILLS)))
         stretches = [every[a:b] for a, b in zip([0, *cuts], [*cuts, len(every)], strict=True)]

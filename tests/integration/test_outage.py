@@ -14,8 +14,7 @@ from streams.testing import Pipeline, running_pipeline, wait_until
 from tests.support.faults import (
     broker_behind_proxy,
     log_lines,
-    recorded,
-    session,
+    replayable,
     write_recording,
 )
 from tests.support.truth import assert_matches_truth, close_and_wait
@@ -43,14 +42,9 @@ def test_a_20_second_outage_mid_stream_leaves_the_windows_exact(tmp_path: Path) 
             idle_timeout_seconds="30",  # the default: the idle rule is live
         ) as pipeline,
     ):
-        end = pipeline.slot() + 3_600_000
-        _, records, truth = session(
-            end, PARTITIONS, seed=7, rooms=3, minutes=4, rate=500, incidents=()
+        every, truth, topics = replayable(
+            pipeline, PARTITIONS, seed=7, rooms=3, minutes=4, rate=500, incidents=()
         )
-        topics = dict(
-            zip(("views", "clicks", "orders"), pipeline.settings.source_topics, strict=True)
-        )
-        every = recorded(records, topics, PARTITIONS)
         first = [r for r in every if r.topic != topics["views"]]
         backlog = [r for r in every if r.topic == topics["views"]]
         pipeline.replay(write_recording(tmp_path / "first.jsonl", first))

@@ -13,7 +13,7 @@ from streams.core.partitioner import partition_of
 from streams.settings import Settings
 from streams.sim import Emitted, SimConfig, compute_truth, generate
 from streams.sim.publish import Placement, configure
-from streams.testing import free_port
+from streams.testing import Pipeline, free_port
 from streams.worker import broker
 from tests.support.proxy import Proxy, running_proxy
 
@@ -58,6 +58,16 @@ def recorded(records: list[Emitted], topics: dict[str, str], partitions: int) ->
         )
         for r in records
     ]
+
+
+def replayable(
+    pipeline: Pipeline, partitions: int, **fields: object
+) -> tuple[list[Recorded], dict, dict[str, str]]:
+    """A simulated session that ends an hour after the pipeline's slot, as records of its
+    source topics, its truth, and the topic of each kind (views, clicks, orders)."""
+    _, records, truth = session(pipeline.slot() + 3_600_000, partitions, **fields)
+    topics = dict(zip(("views", "clicks", "orders"), pipeline.settings.source_topics, strict=True))
+    return recorded(records, topics, partitions), truth, topics
 
 
 def write_recording(path: Path, records: list[Recorded]) -> Path:
