@@ -229,7 +229,7 @@ async def _serve(settings: Settings, status_fd: int) -> int:
     stopping = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
 
-    def parent_said() -> None:  # anything but the settings line is the end: EOF
+    def parent_said() -> None:  # the worker writes nothing after the settings: only EOF counts
         with contextlib.suppress(OSError):
             if os.read(0, 4096):
                 return
