@@ -8,8 +8,8 @@ at most every 0.1 s when something changed and at least once a second.
 The parent starts the child (``python -m streams.worker.ingest_process --status-fd N``), writes
 its settings to the child's standard input and keeps that open: the child stops when it
 closes (the worker is gone, however it ended) and on SIGTERM (not SIGINT: Ctrl-C reaches the
-worker, which stops it). A child that exits is
-started again after a pause (1 s, doubling to 30 s), with one log line each time.
+worker, which stops it). A child that exits is started again after a pause (1 s, doubling to
+30 s), with one log line each time.
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ class Counts:
         self.retries = 0
 
     def read(self, topic: str, records: int, invalid: Mapping[str, int]) -> None:
-        self.consumed[topic] = self.consumed.get(topic, 0) + records
+        if records:
+            self.consumed[topic] = self.consumed.get(topic, 0) + records
         if invalid:
             mine = self.invalid.setdefault(topic, {})
             for reason, n in invalid.items():
