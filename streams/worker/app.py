@@ -255,7 +255,6 @@ class LivePulse:
                 await self.flush()
             for partition in gone:
                 self._fences.pop(partition, None)
-            for partition in gone:
                 # rebuilt from the store when the partition comes back; what a failed flush
                 # left pending is the next owner's to replay (the envelopes were not acked)
                 proc = self.processors.pop(partition, None)
@@ -490,13 +489,13 @@ class LivePulse:
             records = proc.changes()
             if records:
                 self._pending.setdefault(partition, []).extend(records)
-        # (a processor exists only for an owned partition, hence a fenced one)
+        # records are written only behind this worker's fence (an owned partition has one)
         pending = {p: r for p, r in self._pending.items() if r and p in self._fences}
         alerts, self._alerts = self._alerts, []
         try:
             producer = await self._producer()
             topic = self.table.changelog_topic_name
-            # Step 2 (only owned partitions have processors, and only fenced ones are owned)
+            # Step 2
             epochs = {p: epoch_headers(self._fences[p].offset) for p in pending}
             await asyncio.gather(
                 *[

@@ -70,8 +70,8 @@ class Counts:
             for reason, n in invalid.items():
                 mine[reason] = mine.get(reason, 0) + n
 
-    def retried(self) -> None:
-        self.retries += 1
+    def retried(self, steps: int = 1) -> None:
+        self.retries += steps
 
     def take(self) -> dict[str, Any]:
         """The counts so far, which start again from zero."""
@@ -163,8 +163,8 @@ class IngestProcess:
             for topic, invalid in status["invalid"].items():
                 if topic not in status["consumed"]:
                     self.metrics.read(topic, 0, invalid)
-            for _ in range(int(status["retries"])):
-                self.metrics.retried()
+            if status["retries"]:
+                self.metrics.retried(int(status["retries"]))
             if status["ready"]:
                 self.ready.set()
             else:

@@ -285,9 +285,9 @@ class PipelineMetrics:
         for reason, n in invalid.items():
             self.invalid.labels(topic, reason).inc(n)
 
-    def retried(self) -> None:
-        """An ingest step failed and is read again."""
-        self.ingest_retries.inc()
+    def retried(self, steps: int = 1) -> None:
+        """Ingest steps that failed and are read again."""
+        self.ingest_retries.inc(steps)
 
     def record(self, out: Outcome, topics: Sequence[str]) -> None:
         """Count what one batch did (``topics`` in the order of the source indexes): the one

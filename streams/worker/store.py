@@ -18,6 +18,7 @@ exactly what the changelog holds, for every partition this worker owns or stands
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -220,8 +221,6 @@ class PartitionStore(MemoryStore):
     def forget(self, partitions: Iterable[int]) -> None:
         """Drop these partitions' records (and RocksDB files): what this worker wrote there
         last may have been fenced, so only a read of the changelog can say what they hold."""
-        import shutil
-
         for partition in partitions:
             part = self.parts.pop(partition, None)
             if part is not None:

@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 from streams.processes import tree
-from streams.testing import Pipeline, poll, running_pipeline
+from streams.testing import Pipeline, poll, running_pipeline, wait_until
 from tests.support.faults import log_lines, replayable, write_recording
 from tests.support.truth import assert_matches_truth, close_and_wait
 
@@ -61,7 +61,7 @@ def test_an_ingest_process_killed_mid_stream_is_started_again_and_no_event_is_lo
         assert first is not None, "the worker has no ingest process"
         before = _consumed(pipeline)
         pipeline.replay(write_recording(tmp_path / "second.jsonl", every[half:]))
-        poll(lambda: _consumed(pipeline) > before, 30)
+        wait_until(lambda: _consumed(pipeline) > before, 30, "the second half to be read")
         os.kill(first, signal.SIGKILL)
         at_kill = _consumed(pipeline) - before
         # the worker notices, says so once, and starts another; meanwhile it stays up
