@@ -42,6 +42,27 @@ def _consumed(pipeline: Pipeline) -> float:
     )
 
 
+_EVIDENCE = (
+    "livepulse_consumer_lag_records",
+    "livepulse_events_consumed_total",
+    "livepulse_events_applied_total",
+    "livepulse_events_duplicate_total",
+    "livepulse_envelopes_skipped_total",
+    "livepulse_envelopes_read_back_total",
+    "livepulse_broker_up",
+    "livepulse_ingest_retries_total",
+)
+
+
+def _evidence(pipeline: Pipeline) -> str:
+    """The ingest stage's and the agent's counters, and who runs the ingest stage now."""
+    lines = [f"ingest process: {ingest_pid(pipeline.worker.pid) if pipeline.worker else None}"]
+    for (name, labels), value in sorted(pipeline.metrics().items()):
+        if name in _EVIDENCE:
+            lines.append(f"{name}{dict(labels)} {value}")
+    return "\n".join(lines)
+
+
 def test_an_ingest_process_killed_mid_stream_is_started_again_and_no_event_is_lost(
     tmp_path: Path,
 ) -> None:
@@ -67,7 +88,10 @@ def test_an_ingest_process_killed_mid_stream_is_started_again_and_no_event_is_lo
         # the worker notices, says so once, and starts another; meanwhile it stays up
         second = poll(lambda: (p := ingest_pid(worker.pid)) != first and p, 60)
         assert second, f"no new ingest process\n{pipeline.tail()}"
-        pipeline.wait_processed()
+        try:
+            pipeline.wait_processed()
+        except AssertionError as exc:  # where the events stopped (it failed once in CI)
+            raise AssertionError(f"{exc}\n{_evidence(pipeline)}") from None
         close_and_wait(pipeline, truth)
         assert assert_matches_truth(pipeline, truth) == len(truth["windows"]) > 5
         assert worker.poll() is None and pipeline.worker is worker
