@@ -482,9 +482,11 @@ def on_close(
     state = DetectorState(state.last_start, state.kinds, state.products)
     copied = False
     events: list[AlertEvent] = []
-    for i, w in enumerate(closed_windows):
-        if w.start <= state.last_start:
-            continue
+    first = len(closed_windows)  # the windows not judged yet are the newest
+    while first and closed_windows[first - 1].start > state.last_start:
+        first -= 1
+    for i in range(first, len(closed_windows)):
+        w = closed_windows[i]
         recent = closed_windows[max(0, i - config.baseline_windows - 1) : i + 1]
         if _quiet(config, state, recent):
             state.last_start = w.start

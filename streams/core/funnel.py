@@ -5,7 +5,7 @@ Ratios are ``None`` when the denominator is zero: "no data" is not "zero convers
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import msgspec
 
@@ -181,25 +181,27 @@ def derive_people(counts: Counts, people: dict[str, int], exponent: int = 2) -> 
     return out
 
 
-def online(nets: list[int], base: int) -> tuple[int, int | None, int | None, int]:
+def online(nets: Mapping[int, int], base: int) -> tuple[int, int | None, int | None, int]:
     """Online viewers over one window's seconds: ``(online_end, online_peak, online_peak_at,
     running count at the end)``.
 
-    ``nets``: ``[second, net, second, net, ...]`` in second order, one pair per second
-    (``ts // 1000``) in which the window had an applied event, ``net`` its enters − leaves;
-    ``base``: the room's running count before the window. The count is taken in event-time
-    order by whole seconds whatever order the events came in; the peak is the first second
-    reaching the largest max(0, count) (None for a window with no second known).
+    ``nets``: second (``ts // 1000``) -> enters − leaves of the window's applied events in it,
+    one entry per second in which the window had an applied event, in any order; ``base``: the
+    room's running count before the window. The count is taken in event-time order by whole
+    seconds whatever order the events came in; the peak is the first second reaching the
+    largest max(0, count) (None for a window with no second known).
     """
     running = base
-    peak: int | None = None
-    peak_at: int | None = None
-    for i in range(0, len(nets), 2):
-        running += nets[i + 1]
+    peak = -1
+    peak_at = 0
+    for second in sorted(nets):
+        running += nets[second]
         now = running if running > 0 else 0
-        if peak is None or now > peak:
-            peak, peak_at = now, nets[i] * 1000
-    return max(0, running), peak, peak_at, running
+        if now > peak:
+            peak, peak_at = now, second
+    if peak < 0:
+        return max(0, running), None, None, running
+    return max(0, running), peak, peak_at * 1000, running
 
 
 def window_view(

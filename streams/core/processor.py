@@ -143,15 +143,17 @@ class PartitionProcessor:
         clock = self._clock
         rc = self.config.room
         watermark_before = clock.watermark
-        by_room: dict[str, list[tuple[Ev, bool]]] = {}
+        by_room: dict[str, list[Ev]] = {}
+        late: set[tuple[int, int]] = set()
         observe = clock.observe
         for ev in events:
-            item = (ev, observe(ev.src, ev.ts, now_ms))
+            if observe(ev.src, ev.ts, now_ms):
+                late.add((ev.src, ev.offset))
             group = by_room.get(ev.room)
             if group is None:
-                by_room[ev.room] = [item]
+                by_room[ev.room] = [ev]
             else:
-                group.append(item)
+                group.append(ev)
         if events:
             self._clock_dirty = True
 
@@ -165,9 +167,9 @@ class PartitionProcessor:
             if state.in_others:
                 if others is None:
                     others = Tally()
-                opened = state.apply(items, rc, watermark_before, others, out.rejected)
+                opened = state.apply(items, rc, watermark_before, others, out.rejected, late)
             else:
-                opened = state.apply(items, rc, watermark_before, out.tally, out.rejected)
+                opened = state.apply(items, rc, watermark_before, out.tally, out.rejected, late)
             scheduled = self._due_at.get(room)
             if scheduled is None or (opened and min(opened) < scheduled):
                 self._schedule(state)

@@ -15,10 +15,9 @@ applied events and orders in chunks of at most :data:`CHUNK_IDS`, each written o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from itertools import chain
 
 import msgspec
 
@@ -162,11 +161,12 @@ class WindowRecord(msgspec.Struct, array_like=True):
     people: list[int] | None = None
     #: the people sketches, compact (open; closed while the rolling blocks may merge them)
     sketches: list[bytes | None] | None = None
-    #: open: [second, net, second, net, ...] of the seconds with events (at most the
-    #: window's seconds)
+    #: open, as the previous version wrote it: [second, net, second, net, ...]
     nets: list[int] | None = None
     #: closed: [online_end, online_peak, online_peak_at]
     online: list[int | None] | None = None
+    #: open: second -> net of the seconds with events (at most the window's seconds)
+    net_map: dict[int, int] | None = None
 
 
 class RoomRecord(msgspec.Struct, array_like=True):
@@ -287,14 +287,14 @@ class Window:
                 None if self.products_packed is None else msgspec.Raw(self.products_packed)
             )
             sketches = None if self.packed is None else msgspec.Raw(self.packed)
-            nets = None
+            net_map = None
             online_values: list[int | None] | None = (
                 None if self.online is None else list(self.online)
             )
         else:
             products = self.columns
             sketches = [people.pack(s) for s in self.sketches or ()]
-            nets = _flat(self.nets or {})
+            net_map = self.nets
             online_values = None
         return WindowRecord(
             self.start,
@@ -311,8 +311,9 @@ class Window:
             self.order_chunks,
             None if self.people is None else list(self.people),
             sketches,
-            nets,
+            None,
             online_values,
+            net_map,
         )
 
     @classmethod
@@ -338,10 +339,13 @@ class Window:
                 w.sketches = [None] * _STAGES
                 w.sketches[VIEWERS] = people.unpack(rec.sketch)
             w.people = w.packed = None
-            flat = rec.nets or []
-            w.nets = {}
-            for i in range(0, len(flat) - 1, 2):
-                w.nets[flat[i]] = w.nets.get(flat[i], 0) + flat[i + 1]
+            if rec.net_map is not None:
+                w.nets = rec.net_map
+            else:
+                flat = rec.nets or []
+                w.nets = {}
+                for i in range(0, len(flat) - 1, 2):
+                    w.nets[flat[i]] = w.nets.get(flat[i], 0) + flat[i + 1]
             w.online = None
             w.columns, w.products_packed = rows, None
         w.ids = None if rec.closed else set()
@@ -358,6 +362,7 @@ class RoomState:
         "_dirty_session",
         "_dirty_windows",
         "_graves",
+        "_named",
         "applied",
         "closed",
         "closed_totals",
@@ -405,27 +410,30 @@ class RoomState:
         self.online_peak_at: int | None = None
         # (start, gmv_cents) of the closed window with the highest GMV (earliest on ties)
         self.peak_gmv: tuple[int, int] | None = None
-        # the closed windows' viewers and buyers, merged at each close (compact sketches):
-        # the session's people outlive the retained windows
-        self.session_viewers: bytes | None = None
-        self.session_buyers: bytes | None = None
+        # the closed windows' viewers and buyers, added at each close (running unions): the
+        # session's people outlive the retained windows
+        self.session_viewers: people.Running | None = None
+        self.session_buyers: people.Running | None = None
         self.session_version = -1
         # what the next changelog write must carry (see changes())
         self._dirty_meta = True
         self._dirty_session = False
         self._dirty_windows: set[int] = set()
         self._graves: list[str] = []
+        self._named: list[list[int]] | None = None  # see _names()
 
     # -- updates -------------------------------------------------------------------------
     def apply(
         self,
-        events: list[tuple[Ev, bool]],
+        events: list[Ev],
         config: RoomConfig,
         watermark: int | None,
         tally: Tally,
         rejected: list[tuple[Ev, str]],
+        late: Container[tuple[int, int]] = (),
     ) -> list[int]:
-        """Apply one batch of this room's events (log order, with their lateness flags).
+        """Apply one batch of this room's events (log order); ``late`` holds the (source,
+        offset) of those the partition clock found late (usually none).
 
         Returns the ends of windows this batch opened, so the caller can schedule closing.
         Orders in another currency than the room's go to ``rejected`` (dead letters).
@@ -442,16 +450,17 @@ class RoomState:
         counted = tally.applied
         t = tally.counts
         w: Window | None = None
-        for ev, late in events:
+        for ev in events:
             src = ev.src
-            if ev.offset <= applied[src]:
+            offset = ev.offset
+            if offset <= applied[src]:
                 duplicates["offset"][src] += 1
                 continue
-            applied[src] = ev.offset
+            applied[src] = offset
             ts = ev.ts
             if ts > self.last_ts:
                 self.last_ts = ts
-            if late:
+            if late and (src, offset) in late:
                 self.late_events += 1
                 tally.late_grace[src] += 1
                 tally.late += 1
@@ -593,7 +602,7 @@ class RoomState:
             prev = self._window(start - size_ms)
             w.prev_orders_paid = prev.counts.orders_paid if prev else 0
             w.prev_gmv_cents = prev.counts.gmv_cents if prev else 0
-            end, peak, peak_at, self.online_base = online(_flat(w.nets or {}), self.online_base)
+            end, peak, peak_at, self.online_base = online(w.nets or {}, self.online_base)
             w.online, w.nets = (end, peak, peak_at), None
             if peak is not None and (self.online_peak is None or peak > self.online_peak):
                 self.online_peak, self.online_peak_at = peak, peak_at
@@ -602,12 +611,8 @@ class RoomState:
             w.packed = _encode([people.pack(x) for x in sketches])
             w.sketches = None
             if sketches[VIEWERS] is not None or sketches[BUYERS] is not None:
-                self.session_viewers = people.pack(
-                    people.union([self.session_viewers, sketches[VIEWERS]])
-                )
-                self.session_buyers = people.pack(
-                    people.union([self.session_buyers, sketches[BUYERS]])
-                )
+                self.session_viewers = people.add(self.session_viewers, sketches[VIEWERS])
+                self.session_buyers = people.add(self.session_buyers, sketches[BUYERS])
                 self._dirty_session = True
             gmv = w.counts.gmv_cents
             if w.counts.orders_paid and (self.peak_gmv is None or gmv > self.peak_gmv[1]):
@@ -627,6 +632,7 @@ class RoomState:
             add_counts(self.closed_totals, w.counts)
         # a window past the rolling blocks' reach is written again without its sketches, so
         # the changelog holds sketches for those windows only
+        self._named = None
         self._dirty_windows.update(_drop_sketches(self.closed, config.sketch_windows, len(due)))
         excess = len(self.closed) - config.retention
         if excess > 0:
@@ -715,7 +721,7 @@ class RoomState:
             if start >= w.start:
                 break
             base += sum((self.open[start].nets or {}).values())
-        end, peak, peak_at, _ = online(_flat(w.nets or {}), base)
+        end, peak, peak_at, _ = online(w.nets or {}, base)
         return end, peak, peak_at
 
     def online_now(self) -> int:
@@ -778,7 +784,7 @@ class RoomState:
         peak, peak_at, running = self.online_peak, self.online_peak_at, self.online_base
         peak_gmv = self.peak_gmv
         for w in ordered:
-            _, top, top_at, running = online(_flat(w.nets or {}), running)
+            _, top, top_at, running = online(w.nets or {}, running)
             if top is not None and (peak is None or top > peak):
                 peak, peak_at = top, top_at
             gmv = w.counts.gmv_cents
@@ -805,6 +811,8 @@ class RoomState:
         if self._dirty_windows:
             dirty = [w for start, w in self.open.items() if start in self._dirty_windows]
             closed = self._dirty_windows - self.open.keys()
+            if closed:
+                self._named = None  # their versions change
             for w in reversed(self.closed):  # the dirty ones are among the newest
                 if not closed:
                     break
@@ -833,7 +841,9 @@ class RoomState:
             if self.session_version >= 0:
                 self._graves.append(session_key(room, self.session_version))
             self.session_version += 1
-            session = SessionRecord(self.session_viewers, self.session_buyers)
+            session = SessionRecord(
+                people.pack_union(self.session_viewers), people.pack_union(self.session_buyers)
+            )
             before.append((session_key(room, self.session_version), _encode(session)))
             self._dirty_session = False
         graves, self._graves = self._graves, []
@@ -849,7 +859,7 @@ class RoomState:
             self.applied,
             self.late_events,
             self.last_ts,
-            [[w.start, w.version] for w in self.windows() if w.version >= 0],
+            self._names(),
             self.closed_totals,
             self.detector,
             self.currency,
@@ -859,6 +869,15 @@ class RoomState:
             None if self.peak_gmv is None else list(self.peak_gmv),
             self.session_version,
         )
+
+    def _names(self) -> list[list[int]]:
+        """[start, version] of the windows written, closed then open (the closed ones' kept
+        from one room record to the next until one of them changes)."""
+        named = self._named
+        if named is None:
+            named = self._named = [[w.start, w.version] for w in self.closed if w.version >= 0]
+        opened = self.open
+        return named + [[s, opened[s].version] for s in sorted(opened) if opened[s].version >= 0]
 
     def keys(self) -> Iterator[str]:
         """Every changelog key the room may have written (its deletion deletes them all)."""
@@ -899,7 +918,8 @@ class RoomState:
             if raw is not None:
                 used.add(key)
                 session = _decode_session(raw)
-                state.session_viewers, state.session_buyers = session.viewers, session.buyers
+                state.session_viewers = people.union_of(session.viewers)
+                state.session_buyers = people.union_of(session.buyers)
                 state.session_version = rec.session
         for start, version in rec.windows:
             key = window_key(room_id, start, version)
@@ -951,11 +971,6 @@ def _product_row(w: Window, product: str, cap: int) -> list[int] | None:
         if row is None:
             row = products[product] = [0] * _COLUMNS
     return row
-
-
-def _flat(nets: dict[int, int]) -> list[int]:
-    """``[second, net, ...]`` in second order (how records and :func:`online` take them)."""
-    return list(chain.from_iterable(sorted(nets.items())))
 
 
 def _drop_sketches(closed: list[Window], keep: int, recent: int) -> list[int]:

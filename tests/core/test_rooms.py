@@ -22,9 +22,17 @@ def _enter(offset: int, ts: int, user: str) -> tuple[Ev, bool]:
 
 
 def apply(room: RoomState, events: list[tuple[Ev, bool]], config: RoomConfig = CONFIG) -> Tally:
+    """Apply (event, late) pairs as the processor does."""
     tally = Tally()
-    room.apply(events, config, None, tally, [])
+    _apply(room, events, config, tally)
     return tally
+
+
+def _apply(
+    room: RoomState, events: list[tuple[Ev, bool]], config: RoomConfig, tally: Tally
+) -> None:
+    late = {(ev.src, ev.offset) for ev, is_late in events if is_late}
+    room.apply([ev for ev, _ in events], config, None, tally, [], late)
 
 
 def round_trip(room: RoomState, config: RoomConfig = CONFIG) -> RoomState:
@@ -51,6 +59,10 @@ def test_unique_viewers_within_two_percent_for_a_big_room() -> None:
     room.close_until(60_000, CONFIG)
     assert abs(window.viewers() - truth) / truth < 0.02
     assert window.sketches is None and window.packed is not None  # compact, for rolling
+    # the session's people: a running union, the same after a round trip through the changelog
+    assert abs(room.session()["viewers"] - truth) / truth < 0.02
+    apply(room, [_enter(len(users), 60_500, "late-comer")])
+    assert round_trip(room).session() == room.session()
 
 
 def test_small_rooms_count_viewers_exactly() -> None:
@@ -63,16 +75,15 @@ def test_changelog_round_trip_keeps_everything_including_open_sketches() -> None
     room = RoomState("room-ü", 3)
     tally = Tally()
     events = [_enter(i, 1000 + i, f"u{i % 7}") for i in range(30)]
-    room.apply(events, CONFIG, None, tally, [])
-    room.apply(
+    _apply(room, events, CONFIG, tally)
+    _apply(
+        room,
         [
             (Ev(2, 4, 61_000, "room-ü", int(Kind.ORDER_PAID), "", 1234, "", 5, 6, 392), False),
             (Ev(0, 99, 500, "room-ü", int(Kind.ENTER), "x"), True),
         ],
         CONFIG,
-        None,
         tally,
-        [],
     )
     room.close_until(60_000, CONFIG)
     copy = round_trip(room)
@@ -99,8 +110,8 @@ def test_changelog_round_trip_keeps_everything_including_open_sketches() -> None
 def test_offsets_already_applied_are_skipped() -> None:
     room = RoomState("r", 0)
     tally = Tally()
-    room.apply([_enter(0, 10, "a"), _enter(1, 11, "b")], CONFIG, None, tally, [])
-    room.apply([_enter(1, 11, "b"), _enter(2, 12, "c")], CONFIG, None, tally, [])
+    _apply(room, [_enter(0, 10, "a"), _enter(1, 11, "b")], CONFIG, tally)
+    _apply(room, [_enter(1, 11, "b"), _enter(2, 12, "c")], CONFIG, tally)
     assert room.open[0].counts.enters == 3
     assert tally.duplicates["offset"] == [1, 0, 0]
     assert tally.applied == [3, 0, 0]
@@ -201,7 +212,7 @@ def _ev(offset: int, second: float, kind: Kind, user: str = "u", **extra: object
 
 
 def _feed(room: RoomState, events: list[Ev], config: RoomConfig = CONFIG) -> None:
-    room.apply([(ev, False) for ev in events], config, None, Tally(), [])
+    room.apply(events, config, None, Tally(), [])
 
 
 def test_online_follows_event_time_across_two_open_windows_in_any_arrival_order() -> None:
@@ -416,6 +427,25 @@ def test_rooms_written_by_the_previous_version_still_restore() -> None:
     assert again.session() == room.session()
 
 
+def test_open_windows_with_their_seconds_as_a_flat_list_still_restore() -> None:
+    """An open window's seconds as records before the second -> net map held them."""
+    room = RoomState("r", 0)
+    _feed(room, [_ev(0, 3, Kind.ENTER, "a"), _ev(1, 1, Kind.ENTER, "b"), _ev(2, 3, Kind.LEAVE)])
+    before, head, _ = room.changes()
+    assert head is not None
+    decode = msgspec.msgpack.Decoder(WindowRecord).decode
+    table = {}
+    for key, value in before:
+        rec = decode(value)
+        assert rec.net_map == {3: 0, 1: 1} and rec.nets is None
+        flat = [x for second in sorted(rec.net_map) for x in (second, rec.net_map[second])]
+        table[key] = msgspec.msgpack.encode(msgspec.structs.replace(rec, nets=flat, net_map=None))
+    again, unused = RoomState.restore("r", head[1], table, CONFIG)
+    assert unused == [] and again.describe_all(60_000) == room.describe_all(60_000)
+    assert again.describe_all(60_000)[0]["online_peak"] == 1
+    assert again.online_now() == room.online_now() == 1
+
+
 _KINDS = [Kind.IMPRESSION, Kind.ENTER, Kind.LEAVE, Kind.PRODUCT_IMPRESSION, Kind.PRODUCT_CLICK]
 _KINDS += [Kind.ORDER_CREATED, Kind.ORDER_PAID, Kind.ORDER_REFUNDED]
 
@@ -440,7 +470,7 @@ def test_restoring_a_snapshot_gives_the_live_state(
     for n, (kind, second, user, product) in enumerate(events):
         k = _KINDS[kind]
         ev = _ev(n, second, k, f"u{user}", product=f"p{product}" if k >= 3 else "", value=n)
-        room.apply([(ev, False)], config, watermark, Tally(), [])  # late ones as the processor
+        room.apply([ev], config, watermark, Tally(), [])  # late ones as the processor
         while marks and marks[0] <= second:
             watermark = marks.pop(0) * 1000
             room.close_until(watermark, config)

@@ -9,8 +9,8 @@ from streams.core.sparkline import gmv_sparkline
 CONFIG = RoomConfig(size_ms=60_000, retention=60)
 
 
-def _paid(offset: int, ts: int, cents: int) -> tuple[Ev, bool]:
-    return Ev(2, offset, ts, "r", int(Kind.ORDER_PAID), "u", cents, "p", 0, offset + 1, 156), False
+def _paid(offset: int, ts: int, cents: int) -> Ev:
+    return Ev(2, offset, ts, "r", int(Kind.ORDER_PAID), "u", cents, "p", 0, offset + 1, 156)
 
 
 def test_gmv_per_window_oldest_first_ending_at_the_last_closed_window() -> None:
