@@ -6,8 +6,9 @@ of an empty sketch's memory (most rooms have few people at some stages). An open
 live sketches; a closed one keeps their compact serialized form (a few bytes per person while the
 sketch is in its exact list/set mode, ~8 KB at most in HLL mode) for as long as the rolling
 blocks may merge it, and the estimates as plain ints for good. A room's session people (the
-closed windows' union) are a running union (HLL_8 inside, ~16 KB at most): a close adds its
-window's people to it, and it is packed only when the changelog needs it.
+closed windows' union) are kept as HLL_8, ~16 KB at most, where HLL_4 would be unpacked and
+packed again at each merge; the windows closed since the last changelog write are merged into
+it at the next one, all at once.
 """
 
 from __future__ import annotations
@@ -23,11 +24,8 @@ HLL_LG_K = 14
 
 #: An open window's stage: nobody yet, its one person's user id, or a live sketch.
 Live = hll_sketch | str | None
-#: A room's session people: the union of its closed windows' people at one stage.
-Running = hll_union
-#: A stage's people: live (open window), compact bytes (closed window), a running union (a
-#: room's session), or none.
-Part = hll_sketch | hll_union | bytes | str | None
+#: A stage's people: live (open window), compact bytes (closed window), or none.
+Part = hll_sketch | bytes | str | None
 
 
 def new() -> hll_sketch:
@@ -72,33 +70,7 @@ def unpack(data: bytes | None) -> hll_sketch | None:
     return None if data is None else hll_sketch.deserialize(data)
 
 
-def add(acc: Running | None, part: Live) -> Running | None:
-    """``acc`` with a window stage's people added (a union created for the first ones)."""
-    if part is None:
-        return acc
-    if acc is None:
-        acc = hll_union(HLL_LG_K)
-    acc.update(part)
-    return acc
-
-
-def union_of(data: bytes | None) -> Running | None:
-    """A running union from its packed result (:func:`pack_union`)."""
-    if data is None:
-        return None
-    acc = hll_union(HLL_LG_K)
-    acc.update(hll_sketch.deserialize(data))
-    return acc
-
-
-def pack_union(acc: Running | None) -> bytes | None:
-    """A running union's result, compact HLL_8 (see :func:`union`)."""
-    return None if acc is None else acc.get_result(tgt_hll_type.HLL_8).serialize_compact()
-
-
 def _live(part: Part) -> hll_sketch | None:
-    if isinstance(part, hll_union):
-        return part.get_result(tgt_hll_type.HLL_8)
     if isinstance(part, bytes):
         return hll_sketch.deserialize(part)
     if isinstance(part, str):
@@ -143,8 +115,6 @@ def _merge(parts: Iterable[Part]) -> hll_sketch | hll_union | None:
         only = sketches[0] if sketches else None
         if only is None:
             base = new()
-        elif isinstance(only, hll_union):
-            base = only.get_result(tgt_hll_type.HLL_8)
         elif isinstance(only, bytes):
             base = hll_sketch.deserialize(only)
         else:  # a live sketch: the caller's, left as it is
@@ -155,5 +125,5 @@ def _merge(parts: Iterable[Part]) -> hll_sketch | hll_union | None:
         return base
     merged = hll_union(HLL_LG_K)
     for part in present:
-        merged.update(_live(part))
+        merged.update(part if isinstance(part, str) else _live(part))
     return merged

@@ -359,10 +359,10 @@ class Window:
 class RoomState:
     __slots__ = (
         "_dirty_meta",
-        "_dirty_session",
         "_dirty_windows",
         "_graves",
         "_named",
+        "_session_new",
         "applied",
         "closed",
         "closed_totals",
@@ -410,14 +410,15 @@ class RoomState:
         self.online_peak_at: int | None = None
         # (start, gmv_cents) of the closed window with the highest GMV (earliest on ties)
         self.peak_gmv: tuple[int, int] | None = None
-        # the closed windows' viewers and buyers, added at each close (running unions): the
-        # session's people outlive the retained windows
-        self.session_viewers: people.Running | None = None
-        self.session_buyers: people.Running | None = None
+        # the closed windows' viewers and buyers, merged (compact sketches): the session's
+        # people outlive the retained windows. The windows closed since the last changelog
+        # write wait in _session_new (their viewers and buyers), merged at the next one.
+        self.session_viewers: bytes | None = None
+        self.session_buyers: bytes | None = None
+        self._session_new: list[tuple[people.Live, people.Live]] = []
         self.session_version = -1
         # what the next changelog write must carry (see changes())
         self._dirty_meta = True
-        self._dirty_session = False
         self._dirty_windows: set[int] = set()
         self._graves: list[str] = []
         self._named: list[list[int]] | None = None  # see _names()
@@ -611,9 +612,7 @@ class RoomState:
             w.packed = _encode([people.pack(x) for x in sketches])
             w.sketches = None
             if sketches[VIEWERS] is not None or sketches[BUYERS] is not None:
-                self.session_viewers = people.add(self.session_viewers, sketches[VIEWERS])
-                self.session_buyers = people.add(self.session_buyers, sketches[BUYERS])
-                self._dirty_session = True
+                self._session_new.append((sketches[VIEWERS], sketches[BUYERS]))
             gmv = w.counts.gmv_cents
             if w.counts.orders_paid and (self.peak_gmv is None or gmv > self.peak_gmv[1]):
                 self.peak_gmv = (start, gmv)
@@ -776,10 +775,18 @@ class RoomState:
         everything applied since the room's state began, open windows included."""
         ordered = [self.open[start] for start in sorted(self.open)]
         viewers = people.union_estimate(
-            [self.session_viewers, *((w.sketches or [None] * _STAGES)[VIEWERS] for w in ordered)]
+            [
+                self.session_viewers,
+                *(v for v, _ in self._session_new),
+                *((w.sketches or [None] * _STAGES)[VIEWERS] for w in ordered),
+            ]
         )
         buyers = people.union_estimate(
-            [self.session_buyers, *((w.sketches or [None] * _STAGES)[BUYERS] for w in ordered)]
+            [
+                self.session_buyers,
+                *(b for _, b in self._session_new),
+                *((w.sketches or [None] * _STAGES)[BUYERS] for w in ordered),
+            ]
         )
         peak, peak_at, running = self.online_peak, self.online_peak_at, self.online_base
         peak_gmv = self.peak_gmv
@@ -837,15 +844,19 @@ class RoomState:
                 w.version += 1
                 before.append((window_key(room, w.start, w.version), _encode(w.record())))
             self._dirty_windows.clear()
-        if self._dirty_session:
+        if self._session_new:
+            new, self._session_new = self._session_new, []
+            self.session_viewers = people.pack(
+                people.union([self.session_viewers, *(v for v, _ in new)])
+            )
+            self.session_buyers = people.pack(
+                people.union([self.session_buyers, *(b for _, b in new)])
+            )
             if self.session_version >= 0:
                 self._graves.append(session_key(room, self.session_version))
             self.session_version += 1
-            session = SessionRecord(
-                people.pack_union(self.session_viewers), people.pack_union(self.session_buyers)
-            )
+            session = SessionRecord(self.session_viewers, self.session_buyers)
             before.append((session_key(room, self.session_version), _encode(session)))
-            self._dirty_session = False
         graves, self._graves = self._graves, []
         record = None
         if self._dirty_meta or before or graves:
@@ -918,8 +929,7 @@ class RoomState:
             if raw is not None:
                 used.add(key)
                 session = _decode_session(raw)
-                state.session_viewers = people.union_of(session.viewers)
-                state.session_buyers = people.union_of(session.buyers)
+                state.session_viewers, state.session_buyers = session.viewers, session.buyers
                 state.session_version = rec.session
         for start, version in rec.windows:
             key = window_key(room_id, start, version)
