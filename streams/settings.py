@@ -207,10 +207,12 @@ class Settings(BaseSettings):
         "changelog's tail).",
     )
     changelog_flush_seconds: float = Field(
-        1.0,
+        5.0,
         gt=0,
         description="Changed room states go to the changelog at most this often; a "
-        "crash replays at most this much input, which the rooms' applied offsets make harmless.",
+        "crash replays at most this much input (plus the commit interval), which the rooms' "
+        "applied offsets make harmless. Each flush rewrites every changed room's open windows, "
+        "so shorter costs CPU at every active room (docs/durability.md).",
     )
     commit_interval_seconds: float = Field(
         2.8, gt=0, description="How often Faust commits the offsets of flushed envelopes."
