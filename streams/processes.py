@@ -35,18 +35,31 @@ def stop(proc: subprocess.Popen, timeout: float = 10, sig: int = signal.SIGTERM)
     return proc.returncode
 
 
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (None: no such process)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):  # exited meanwhile
+        return None
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` exists and has not exited (a zombie waiting to be reaped has)."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z"
+
+
 def tree(pid: int) -> list[int]:
     """``pid`` and its living descendants (a worker and its ingest process), from /proc."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):  # exited meanwhile
+        fields = _stat(int(entry))
+        if fields is None:
             continue
-        children.setdefault(ppid, []).append(int(entry))
+        children.setdefault(int(fields[1]), []).append(int(entry))
     found, todo = [], [pid]
     while todo:
         p = todo.pop()
@@ -59,12 +72,9 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time so far of a process and its living descendants (Linux /proc)."""
     total = 0
     for p in tree(pid):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:  # exited meanwhile
-            continue
-        total += int(fields[11]) + int(fields[12])
+        fields = _stat(p)
+        if fields is not None:
+            total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
 
 

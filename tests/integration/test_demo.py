@@ -13,7 +13,7 @@ from pathlib import Path
 
 import orjson
 
-from streams.processes import stop, tree
+from streams.processes import alive, stop, tree
 from tests.support.stack import free_port, wait_until
 
 
@@ -79,13 +79,6 @@ def test_demo_rooms_update_within_ten_seconds_of_ready(tmp_path: Path) -> None:
     assert "demo-room-" in out.read_text()
 
 
-def _running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def test_sigterm_stops_the_demo_and_everything_it_started(tmp_path: Path) -> None:
     out = tmp_path / "demo.out"
     with open(out, "wb") as sink:
@@ -106,9 +99,7 @@ def test_sigterm_stops_the_demo_and_everything_it_started(tmp_path: Path) -> Non
         assert len(started) == 4, started  # the demo, the broker, the worker, its ingest
         demo.send_signal(signal.SIGTERM)
         assert demo.wait(60) == 0, out.read_text()[-2000:]
-        wait_until(
-            lambda: not [p for p in started if _running(p)], 30, "what the demo started to end"
-        )
+        wait_until(lambda: not [p for p in started if alive(p)], 30, "what the demo started to end")
     finally:
         stop(demo)
         for pid in started:

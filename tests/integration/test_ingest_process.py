@@ -7,7 +7,7 @@ import os
 import signal
 from pathlib import Path
 
-from streams.processes import tree
+from streams.processes import alive, tree
 from streams.testing import Pipeline, poll, running_pipeline, wait_until
 from tests.support.faults import log_lines, replayable, write_recording
 from tests.support.truth import assert_matches_truth, close_and_wait
@@ -22,16 +22,9 @@ def ingest_pid(worker_pid: int) -> int | None:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"streams.worker.ingest_process" in cmdline and not _zombie(pid):
+        if b"streams.worker.ingest_process" in cmdline and alive(pid):
             return pid
     return None
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True  # gone
 
 
 def _consumed(pipeline: Pipeline) -> float:
@@ -111,7 +104,7 @@ def test_the_ingest_process_ends_with_its_worker(tmp_path: Path) -> None:
         child = ingest_pid(pipeline.worker.pid)
         assert child is not None, "the worker has no ingest process"
         pipeline.stop_worker(signal.SIGKILL)  # no clean-up in the worker at all
-        gone = poll(lambda: _zombie(child), 30)
+        gone = poll(lambda: not alive(child), 30)
         assert gone, f"ingest process {child} outlived its killed worker"
 
 
