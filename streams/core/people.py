@@ -4,7 +4,8 @@ A window keeps one sketch per stage of :data:`streams.core.funnel.PEOPLE_FIELDS`
 the stage's second person: until then the stage holds its one user id, which costs a fraction
 of an empty sketch's memory (most rooms have few people at some stages). An open window holds
 live sketches; a closed one keeps their compact serialized form (a few bytes per person while the
-sketch is in its exact list/set mode, ~8 KB at most in HLL mode) for as long as the rolling
+sketch is in its exact list/set mode, ~8 KB at most in HLL mode; a stage of one person keeps
+its user id, in memory and in the changelog) for as long as the rolling
 blocks may merge it, and the estimates as plain ints for good. A room's session people (the
 closed windows' union) are kept as HLL_8, ~16 KB at most, where HLL_4 would be unpacked and
 packed again at each merge; the windows closed since the last changelog write are merged into
@@ -14,7 +15,6 @@ it at the next one, all at once.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import lru_cache
 
 from datasketches import hll_sketch, hll_union, tgt_hll_type
 
@@ -24,7 +24,8 @@ HLL_LG_K = 14
 
 #: An open window's stage: nobody yet, its one person's user id, or a live sketch.
 Live = hll_sketch | str | None
-#: A stage's people: live (open window), compact bytes (closed window), or none.
+#: A stage's people: live (open window), packed (closed window: compact bytes, or the one
+#: person's user id), or none.
 Part = hll_sketch | bytes | str | None
 
 
@@ -48,26 +49,20 @@ def estimate(part: Live) -> int:
     return round(part.get_estimate())
 
 
-def pack(part: Live) -> bytes | None:
-    """The most compact serialized form of the stage's sketch (None for nobody)."""
-    if part is None:
-        return None
-    if part.__class__ is str:
-        return _pack_one(part)  # type: ignore[arg-type]
+def pack(part: Live) -> bytes | str | None:
+    """The most compact form of the stage's people: nobody (None), the one person's user id
+    as is (a sketch of one costs an allocation and a serialization at every close and every
+    changelog write of a small room), or the sketch serialized compact."""
+    if part is None or part.__class__ is str:
+        return part  # type: ignore[return-value]
     return part.serialize_compact()  # type: ignore[union-attr]
 
 
-@lru_cache(maxsize=4096)
-def _pack_one(user: str) -> bytes:
-    """The compact sketch of one person: the same bytes every time, so kept for the people
-    seen last (a stage with one person is the common case of a small room)."""
-    sketch = new()
-    sketch.update(user)
-    return sketch.serialize_compact()
-
-
-def unpack(data: bytes | None) -> hll_sketch | None:
-    return None if data is None else hll_sketch.deserialize(data)
+def unpack(data: bytes | str | None) -> Live:
+    """An open window's stage from :func:`pack`'s form."""
+    if data is None or isinstance(data, str):
+        return data
+    return hll_sketch.deserialize(data)
 
 
 def _live(part: Part) -> hll_sketch | None:

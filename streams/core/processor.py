@@ -101,8 +101,8 @@ class PartitionProcessor:
         return proc
 
     def _schedule(self, state: RoomState) -> None:
-        ends = state.open_ends(self.config.room.size_ms)
-        due = min(ends) if ends else self._expiry(state)
+        first = state.first_open()
+        due = self._expiry(state) if first is None else first + self.config.room.size_ms
         if self._due_at.get(state.room_id) != due:
             self._due_at[state.room_id] = due
             heapq.heappush(self._due, (due, state.room_id))

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import msgspec
 
@@ -159,8 +160,11 @@ class WindowRecord(msgspec.Struct, array_like=True):
     order_chunks: int = 0
     #: closed: the people of PEOPLE_FIELDS (estimates)
     people: list[int] | None = None
-    #: the people sketches, compact (open; closed while the rolling blocks may merge them)
-    sketches: list[bytes | None] | None = None
+    #: per stage, its people packed (:func:`streams.core.people.pack`: a compact sketch, or
+    #: the one person's user id; msgspec types no union of bytes and str, so
+    #: :meth:`Window.from_record` checks them), open, and closed while the rolling blocks may
+    #: merge them
+    sketches: list[Any] | None = None
     #: open, as the previous version wrote it: [second, net, second, net, ...]
     nets: list[int] | None = None
     #: closed: [online_end, online_peak, online_peak_at]
@@ -201,7 +205,7 @@ _decode_window = msgspec.msgpack.Decoder(WindowRecord).decode
 _decode_chunk = msgspec.msgpack.Decoder(list[int]).decode
 _decode_session = msgspec.msgpack.Decoder(SessionRecord).decode
 _decode_products = msgspec.msgpack.Decoder(dict[str, list[int]]).decode
-_decode_sketches = msgspec.msgpack.Decoder(list[bytes | None]).decode
+_decode_sketches = msgspec.msgpack.Decoder(list[Any]).decode
 
 
 class Window:
@@ -324,6 +328,8 @@ class Window:
         rows = None
         if rec.products is not None:  # a previous version's rows are a prefix of the columns
             rows = {p: [*r[:_COLUMNS], *[0] * (_COLUMNS - len(r))] for p, r in rec.products.items()}
+        if rec.sketches is not None:
+            _check_packed(rec.sketches)
         if rec.closed:
             # a previous version's closed window knew its viewers only
             w.people = tuple(rec.people or (0, rec.unique_viewers, 0, 0, 0))
@@ -665,8 +671,9 @@ class RoomState:
     def has_open(self) -> bool:
         return bool(self.open)
 
-    def open_ends(self, size_ms: int) -> list[int]:
-        return [start + size_ms for start in self.open]
+    def first_open(self) -> int | None:
+        """Start of the room's oldest open window (None: none is open)."""
+        return min(self.open) if self.open else None
 
     def newest_end(self, size_ms: int) -> int:
         """End of the room's newest window, or of the window its newest (late) event fell in."""
@@ -981,6 +988,14 @@ def _product_row(w: Window, product: str, cap: int) -> list[int] | None:
         if row is None:
             row = products[product] = [0] * _COLUMNS
     return row
+
+
+def _check_packed(parts: list[Any]) -> None:
+    """A window record's stages are what :func:`streams.core.people.pack` writes."""
+    if len(parts) > _STAGES or any(
+        p is not None and p.__class__ is not bytes and p.__class__ is not str for p in parts
+    ):
+        raise msgspec.ValidationError("a window record's people are neither sketches nor ids")
 
 
 def _drop_sketches(closed: list[Window], keep: int, recent: int) -> list[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import msgspec
+import pytest
 from datasketches import hll_sketch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -444,6 +445,59 @@ def test_open_windows_with_their_seconds_as_a_flat_list_still_restore() -> None:
     assert unused == [] and again.describe_all(60_000) == room.describe_all(60_000)
     assert again.describe_all(60_000)[0]["online_peak"] == 1
     assert again.online_now() == room.online_now() == 1
+
+
+def _window_records(room: RoomState) -> tuple[dict[str, WindowRecord], dict[str, bytes], bytes]:
+    """The room's changelog records: its windows' (decoded), the others, the room record."""
+    before, head, _ = room.changes()
+    assert head is not None
+    decode = msgspec.msgpack.Decoder(WindowRecord).decode
+    windows = {key: decode(value) for key, value in before if "\x1fw\x1f" in key}
+    return windows, {key: v for key, v in before if key not in windows}, head[1]
+
+
+def test_a_stage_of_one_person_is_written_as_its_user_id() -> None:
+    """A stage with one person goes to the changelog as the user id, open or closed; records
+    that packed it as a sketch of one (the previous version) restore the same room."""
+    room = RoomState("r", 0)
+    impressions = [_ev(i, 1, Kind.IMPRESSION, user) for i, user in enumerate(("a", "b"))]
+    _feed(room, [*impressions, _ev(2, 2, Kind.ENTER, "a"), _ev(3, 61, Kind.ENTER, "c")])
+    room.close_until(60_000, CONFIG)
+    records, others, head = _window_records(room)
+    stages = {rec.closed: rec.sketches for rec in records.values()}
+    viewers = PEOPLE_FIELDS.index("viewers")
+    impression_users = PEOPLE_FIELDS.index("impression_users")
+    assert stages[True][viewers] == "a" and stages[False][viewers] == "c"
+    assert isinstance(stages[True][impression_users], bytes)
+
+    def as_sketch(user: object) -> object:
+        if not isinstance(user, str):
+            return user
+        sketch = hll_sketch(14)
+        sketch.update(user)
+        return sketch.serialize_compact()
+
+    table = {
+        key: msgspec.msgpack.encode(
+            msgspec.structs.replace(rec, sketches=[as_sketch(p) for p in rec.sketches or ()])
+        )
+        for key, rec in records.items()
+    } | others
+    again, unused = RoomState.restore("r", head, table, CONFIG)
+    assert unused == [] and again.describe_all(60_000) == room.describe_all(60_000)
+    assert again.rolling(CONFIG) == room.rolling(CONFIG) and again.session() == room.session()
+
+
+def test_a_window_record_with_people_that_are_neither_sketches_nor_ids_does_not_restore() -> None:
+    room = RoomState("r", 0)
+    _feed(room, [_ev(0, 1, Kind.ENTER, "a")])
+    records, others, head = _window_records(room)
+    table = others | {
+        key: msgspec.msgpack.encode(msgspec.structs.replace(rec, sketches=[7, None]))
+        for key, rec in records.items()
+    }
+    with pytest.raises(msgspec.ValidationError, match="neither sketches nor ids"):
+        RoomState.restore("r", head, table, CONFIG)
 
 
 _KINDS = [Kind.IMPRESSION, Kind.ENTER, Kind.LEAVE, Kind.PRODUCT_IMPRESSION, Kind.PRODUCT_CLICK]
