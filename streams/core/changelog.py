@@ -117,3 +117,30 @@ def room_of(key: str) -> str | None:
 
 def is_room_record(key: str) -> bool:
     return bool(key) and SEP not in key and key[0] != MARKER[0]
+
+
+def coalesce(records: list[tuple[str, bytes | None]]) -> list[tuple[str, bytes | None]]:
+    """Several flushes' records (each in this module's order; ``None`` deletes) as one
+    flush's: the last value of each key, in an order that keeps every prefix a consistent
+    state. What a worker keeps of flushes that could not be sent, so what it holds
+    while the changelog is unreachable grows with the keys, not with the outage.
+
+    Parts (windows, chunks, sessions) come first, then room records, then deletions: of room
+    records first (a room deleted before its parts leaves them unnamed, which a restore drops),
+    then of parts, which no room record kept here names; the clock last. A key written again
+    after its deletion (a room that expired and came back) is written, not deleted.
+    """
+    last = dict(records)  # the last value of each key
+    parts: list[tuple[str, bytes | None]] = []
+    rooms: list[tuple[str, bytes | None]] = []
+    room_deletions: list[tuple[str, bytes | None]] = []
+    deletions: list[tuple[str, bytes | None]] = []
+    clock: list[tuple[str, bytes | None]] = []
+    for key, value in last.items():
+        if key == CLOCK:
+            clock.append((key, value))
+        elif is_room_record(key):
+            (rooms if value is not None else room_deletions).append((key, value))
+        else:
+            (parts if value is not None else deletions).append((key, value))
+    return parts + rooms + room_deletions + deletions + clock

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from streams.core.changelog import MARKER
+from streams.core.changelog import MARKER, coalesce
 from streams.core.contract import Ev, InvalidRecord, Source, decode
 from streams.core.partitioner import partition_of
 from streams.core.processor import Outcome, PartitionProcessor, ProcessorConfig
@@ -54,6 +54,8 @@ class LocalWorker:
         self.changelog: list[list[tuple[str, bytes | None]]] = [[] for _ in self.processors]
         self.applied = [0] * self.partitions
         self.flushes: list[list[tuple[int, int]]] = [[] for _ in self.processors]
+        #: per partition: the records of failed flushes, sent again by the next one
+        self.unsent: list[list[tuple[str, bytes | None]]] = [[] for _ in self.processors]
 
     def send(
         self,
@@ -129,27 +131,42 @@ class LocalWorker:
         self.applied[partition] = max(self.applied[partition], offset + 1)
         return result
 
-    def flush(self) -> None:
-        """A group commit of every partition: its changes, then the end-of-flush marker."""
+    def flush(self, landed: int | None = None) -> None:
+        """A group commit of every partition: its changes, then the end-of-flush marker.
+
+        With ``landed``, the flush fails after that many of a partition's records reached
+        the log (no marker): as in the worker, they stay unsent, and the next flush sends them
+        again with its own, coalesced (:func:`streams.core.changelog.coalesce`)."""
         for p, proc in enumerate(self.processors):
+            held, records = self.unsent[p], proc.changes()
+            self.unsent[p] = records = coalesce(held + records) if held else records
             log = self.changelog[p]
-            log += proc.changes()
+            if landed is not None:
+                log += records[:landed]
+                continue
+            log += records
             log.append((MARKER, None))
+            self.unsent[p] = []
             self.flushes[p].append((len(log), self.applied[p]))
 
     def restart(self, partition: int, records: int | None = None) -> PartitionProcessor:
         """The partition's processor replaced by what a new worker restores from the first
         ``records`` records of its changelog (all by default), compacted as the store keeps
         them."""
+        proc = PartitionProcessor.restore(partition, self.config, self.table(partition, records))
+        self.processors[partition] = proc
+        return proc
+
+    def table(self, partition: int, records: int | None = None) -> dict[str, bytes]:
+        """The first ``records`` records of the partition's changelog (all by default),
+        compacted as the store keeps them: key -> last value, deleted keys absent."""
         table: dict[str, bytes] = {}
         for key, value in self.changelog[partition][:records]:
             if value is None:
                 table.pop(key, None)
             else:
                 table[key] = value
-        proc = PartitionProcessor.restore(partition, self.config, table)
-        self.processors[partition] = proc
-        return proc
+        return table
 
     def rooms(self) -> Iterator[RoomState]:
         for proc in self.processors:

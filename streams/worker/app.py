@@ -23,7 +23,7 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from streams.core import envelope
-from streams.core.changelog import MARKER, Fence, epoch_headers, fence_headers
+from streams.core.changelog import MARKER, Fence, coalesce, epoch_headers, fence_headers
 from streams.core.processor import Outcome, PartitionProcessor, ProcessorConfig
 from streams.core.rooms import RoomConfig, RoomState, Tally
 from streams.settings import Settings
@@ -488,7 +488,9 @@ class LivePulse:
         for partition, proc in self.processors.items():
             records = proc.changes()
             if records:
-                self._pending.setdefault(partition, []).extend(records)
+                held = self._pending.get(partition)
+                # a failed flush's records, sent again with these: one record per key
+                self._pending[partition] = coalesce(held + records) if held else records
         # records are written only behind this worker's fence (an owned partition has one)
         pending = {p: r for p, r in self._pending.items() if r and p in self._fences}
         alerts, self._alerts = self._alerts, []

@@ -6,13 +6,24 @@ from __future__ import annotations
 import random
 
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.core.changelog import CLOCK, MARKER, SEP, is_room_record, room_of
+from streams.core.changelog import (
+    CLOCK,
+    MARKER,
+    SEP,
+    chunk_key,
+    is_room_record,
+    room_of,
+    session_key,
+    window_key,
+)
 from streams.core.contract import Ev, Kind, fingerprint
 from streams.core.currencies import CURRENCIES
 from streams.core.processor import PartitionProcessor
+from streams.core.rooms import RoomRecord, WindowRecord
 from tests.support import scenario
 from tests.support.events import (
     BASE,
@@ -135,15 +146,17 @@ def test_topic_interleaving_does_not_change_closed_windows(seed: int, a: int, b:
     assert sum(len(shown[1]) for shown in first.values()) > 0
 
 
+@pytest.mark.parametrize("failures", [False, True], ids=["flushes", "failed-flushes"])
 @settings(max_examples=80, deadline=None)
 @given(st.integers(0, 10**6), st.integers(0, 10**6), st.data())
 def test_a_crash_anywhere_in_the_changelog_counts_nothing_twice_and_loses_nothing(
-    seed: int, order: int, data: st.DataObject
+    failures: bool, seed: int, order: int, data: st.DataObject
 ) -> None:
-    """Flush after random envelopes; crash with the changelog cut at any record (mid-flush
-    included: rooms, windows and clock then come from different moments, as a torn write
-    leaves them); restore; replay from any commit the flushes allowed; the windows equal an
-    uncrashed run's."""
+    """Flush after random envelopes (``failures``: some flushes fail after a part of their
+    records landed, and the next one sends them again, coalesced); crash with the changelog
+    cut at any record (mid-flush included: rooms, windows and clock then come from different
+    moments, as a torn write leaves them); restore; replay from any commit the flushes
+    allowed; the windows equal an uncrashed run's."""
     logs = _logs(seed)
     rng = random.Random(order)
     batches = _batches(_merge(logs, rng), rng)
@@ -154,7 +167,8 @@ def test_a_crash_anywhere_in_the_changelog_counts_nothing_twice_and_loses_nothin
     for batch in batches[:crash_after]:
         w.apply(0, batch)
         if rng.random() < 0.4:
-            w.flush()
+            failed = failures and rng.random() < 0.5
+            w.flush(landed=rng.randrange(len(w.unsent[0]) + 30) if failed else None)
     if rng.random() < 0.5:
         w.flush()
     cut = data.draw(st.integers(0, len(w.changelog[0])), label="changelog records that survive")
@@ -166,6 +180,79 @@ def test_a_crash_anywhere_in_the_changelog_counts_nothing_twice_and_loses_nothin
         w.apply(0, batch, offset=offset)
     w.apply(0, flush([len(log) for log in logs]))
     assert _result(w.processors[0]) == once
+
+
+def test_failed_flushes_hold_one_record_per_key_however_long_they_fail() -> None:
+    """What a worker keeps while its changelog is unreachable is bounded by the keys."""
+    logs = _logs(7)
+    rng = random.Random(7)
+    w = one_partition(retention=1000)
+    held = []
+    for batch in _batches(_merge(logs, rng), rng):
+        w.apply(0, batch)
+        w.flush(landed=0)
+        keys = [key for key, _ in w.unsent[0]]
+        assert len(keys) == len(set(keys))
+        held.append(len(keys))
+    assert w.changelog[0] == [] and max(held) > 0
+    w.flush()
+    once = _run(logs, random.Random(7))
+    w.restart(0)
+    w.apply(0, flush([len(log) for log in logs]))
+    assert _result(w.processors[0]) == once
+
+
+def _names_are_present(table: dict[str, bytes]) -> bool:
+    """Every room record's windows, session and chunks are in ``table``."""
+    for key, value in table.items():
+        if not is_room_record(key):
+            continue
+        rec = msgspec.msgpack.decode(value, type=RoomRecord)
+        if rec.session >= 0 and session_key(key, rec.session) not in table:
+            return False
+        for start, version in rec.windows:
+            raw = table.get(window_key(key, start, version))
+            if raw is None:
+                return False
+            w = msgspec.msgpack.decode(raw, type=WindowRecord)
+            chunks = [("e", n) for n in range(w.id_chunks)]
+            chunks += [("o", n) for n in range(w.order_chunks)]
+            if any(chunk_key(key, kind, start, n) not in table for kind, n in chunks):
+                return False
+    return True
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10**6), st.lists(st.integers(-1, 40), min_size=40, max_size=40))
+def test_coalesced_flushes_keep_every_prefix_of_the_log_consistent(
+    seed: int, outcomes: list[int]
+) -> None:
+    """Rooms that expire and come back (retention 1) while flushes fail after any number of
+    records (``outcomes``, one per minute: -1 succeeds, n fails after n records): every
+    prefix of the log names only records it holds."""
+    rng = random.Random(seed)
+    w = one_partition(retention=1)
+    offsets = [0, 0, 0]
+    kinds = [(0, Kind.ENTER), (1, Kind.PRODUCT_CLICK), (2, Kind.ORDER_PAID)]
+    for minute, outcome in enumerate(outcomes):
+        batch = []
+        for room in ("r0", "r1", "r2", "r3") if minute < 30 else ("r0",):  # then 3 expire
+            if rng.random() < 0.35 or room == "r0":
+                for _ in range(rng.randrange(1, 4)):
+                    src, kind = rng.choice(kinds)
+                    oid = fingerprint(f"o{offsets[src]}") if src == 2 else 0
+                    batch.append(
+                        Ev(src, offsets[src], BASE + minute * 60_000 + rng.randrange(60_000),
+                           room, int(kind), f"u{rng.randrange(5)}", 100, "p", offsets[src] + 1,
+                           oid, CNY if src == 2 else 0)
+                    )  # fmt: skip
+                    offsets[src] += 1
+        w.apply(0, sorted(batch, key=lambda ev: ev.ts))
+        w.flush(landed=None if outcome < 0 else outcome)
+    w.flush()
+    for cut in range(len(w.changelog[0]) + 1):
+        assert _names_are_present(w.table(0, cut)), f"cut after {cut} records"
+    assert any(value is None and is_room_record(key) for key, value in w.changelog[0])
 
 
 @settings(max_examples=60, deadline=None)
@@ -293,12 +380,7 @@ def test_changelog_records_come_in_an_order_any_prefix_of_which_is_consistent() 
     # the expired room's records are all deleted
     survivors = w.restart(0)
     assert "r1" not in survivors.rooms
-    table: dict[str, bytes] = {}
-    for key, value in w.changelog[0]:
-        if value is None:
-            table.pop(key, None)
-        else:
-            table[key] = value
+    table = w.table(0)
     assert not [k for k in table if room_of(k) == "r1"], sorted(table)
     assert all(SEP not in room for room in survivors.rooms)
 
