@@ -11,10 +11,11 @@ without a broker.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import msgspec
+from sortedcontainers import SortedList
 
 from streams.core.changelog import CLOCK, is_room_record, room_of
 from streams.core.contract import Ev
@@ -53,6 +54,8 @@ class PartitionProcessor:
         self.config = config
         self._clock = PartitionClock(config.grace_ms)
         self.rooms: dict[str, RoomState] = {}
+        # the rooms' ids in order: a /rooms page costs its rows, not a scan of every room
+        self._ids: SortedList = SortedList()
         # When each room next needs a look: its first open window's end, or when it expires.
         # One live entry per room; heap entries that disagree with ``_due_at`` are stale.
         self._due: list[tuple[int, str]] = []
@@ -90,6 +93,7 @@ class PartitionProcessor:
             proc.rooms[room] = state
             proc._graves += unused
             proc._schedule(state)
+        proc._ids.update(proc.rooms)
         for orphans in parts.values():  # a room deleted by a flush that did not finish
             proc._graves += orphans
         clock = records.get(CLOCK)
@@ -164,6 +168,7 @@ class PartitionProcessor:
             if state is None:
                 state = rooms[room] = RoomState(room, self.partition)
                 state.in_others = self.over_cap
+                self._ids.add(room)
             if state.in_others:
                 if others is None:
                     others = Tally()
@@ -210,6 +215,7 @@ class PartitionProcessor:
                     out.alerts += alerts
             if not state.has_open() and self._expiry(state) <= watermark:
                 del rooms[room]
+                self._ids.discard(room)
                 out.expired.append(room)
                 self._dirty.discard(room)
                 self._graves += state.keys()
@@ -218,6 +224,12 @@ class PartitionProcessor:
             else:
                 self._schedule(state)  # the next window end, or the expiry: both > watermark
         return out
+
+    def rooms_after(self, after: str | None) -> Iterator[RoomState]:
+        """The partition's rooms in room id order, from the first after ``after``."""
+        ids, rooms = self._ids, self.rooms
+        for room in ids.islice(0 if after is None else ids.bisect_right(after)):
+            yield rooms[room]
 
     @property
     def dirty(self) -> int:

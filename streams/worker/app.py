@@ -657,7 +657,8 @@ class LivePulse:
 
     async def rooms_page(self, limit: int, after: str | None) -> dict[str, Any]:
         """A ``/rooms`` page of the rooms this worker serves (:mod:`.rooms_api`)."""
-        return await rooms_api.rooms_page(self.active_rooms(), self.config.room, limit, after)
+        served = self._served().values()
+        return await rooms_api.rooms_page(served, self.config.room, limit, after)
 
     def active_rooms(self) -> Iterator[RoomState]:
         for proc in self._served().values():

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections.abc import Iterable
+from itertools import islice
 from typing import Any
 
+from streams.core.processor import PartitionProcessor
 from streams.core.rooms import RoomConfig, RoomState
 from streams.core.sparkline import gmv_sparkline
 
@@ -24,12 +26,13 @@ def parse_page(query: Any) -> tuple[int, str | None]:
 
 
 async def rooms_page(
-    rooms: Iterable[RoomState], config: RoomConfig, limit: int, after: str | None
+    partitions: Iterable[PartitionProcessor], config: RoomConfig, limit: int, after: str | None
 ) -> dict[str, Any]:
-    """The rooms after ``after`` by room id, at most ``limit``; ``next`` is the ``after`` of
-    the following page (None on the last)."""
-    candidates = (r for r in rooms if after is None or r.room_id > after)
-    states = heapq.nsmallest(limit + 1, candidates, key=_room_id)
+    """The partitions' rooms after ``after`` by room id, at most ``limit``; ``next`` is the
+    ``after`` of the following page (None on the last). Each partition keeps its room ids
+    sorted, so a page merges them from ``after`` on and costs its rows, not every room."""
+    merged = heapq.merge(*(p.rooms_after(after) for p in partitions), key=_room_id)
+    states = list(islice(merged, limit + 1))
     size = config.size_ms
     more = len(states) > limit
     rows = []
