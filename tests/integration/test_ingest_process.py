@@ -9,22 +9,16 @@ from pathlib import Path
 
 from streams.processes import alive, tree
 from streams.testing import Pipeline, poll, running_pipeline, wait_until
-from tests.support.faults import log_lines, replayable, write_recording
+from tests.support.faults import (
+    ingest_pid,
+    log_lines,
+    pipeline_counters,
+    replayable,
+    write_recording,
+)
 from tests.support.truth import assert_matches_truth, close_and_wait
 
 PARTITIONS = 2
-
-
-def ingest_pid(worker_pid: int) -> int | None:
-    """The worker's ingest process (None while it has none)."""
-    for pid in tree(worker_pid):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"streams.worker.ingest_process" in cmdline and alive(pid):
-            return pid
-    return None
 
 
 def _consumed(pipeline: Pipeline) -> float:
@@ -33,27 +27,6 @@ def _consumed(pipeline: Pipeline) -> float:
         for (name, _), v in pipeline.metrics().items()
         if name == "livepulse_events_consumed_total"
     )
-
-
-_EVIDENCE = (
-    "livepulse_consumer_lag_records",
-    "livepulse_events_consumed_total",
-    "livepulse_events_applied_total",
-    "livepulse_events_duplicate_total",
-    "livepulse_envelopes_skipped_total",
-    "livepulse_envelopes_read_back_total",
-    "livepulse_broker_up",
-    "livepulse_ingest_retries_total",
-)
-
-
-def _evidence(pipeline: Pipeline) -> str:
-    """The ingest stage's and the agent's counters, and who runs the ingest stage now."""
-    lines = [f"ingest process: {ingest_pid(pipeline.worker.pid) if pipeline.worker else None}"]
-    for (name, labels), value in sorted(pipeline.metrics().items()):
-        if name in _EVIDENCE:
-            lines.append(f"{name}{dict(labels)} {value}")
-    return "\n".join(lines)
 
 
 def test_an_ingest_process_killed_mid_stream_is_started_again_and_no_event_is_lost(
@@ -90,7 +63,7 @@ def test_an_ingest_process_killed_mid_stream_is_started_again_and_no_event_is_lo
             close_and_wait(pipeline, truth)
             pipeline.wait_processed()
         except AssertionError as exc:  # where the events stopped
-            raise AssertionError(f"{exc}\n{_evidence(pipeline)}") from None
+            raise AssertionError(f"{exc}\n{pipeline_counters(pipeline)}") from None
         assert assert_matches_truth(pipeline, truth) == len(truth["windows"]) > 5
         assert worker.poll() is None and pipeline.worker is worker
         exited = log_lines(pipeline.log, "ingest process exited")

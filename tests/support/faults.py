@@ -10,6 +10,7 @@ from pathlib import Path
 
 from streams.commands.recording import Recorded
 from streams.core.partitioner import partition_of
+from streams.processes import alive, tree
 from streams.settings import Settings
 from streams.sim import Emitted, SimConfig, compute_truth, generate
 from streams.sim.publish import Placement, configure
@@ -77,3 +78,37 @@ def write_recording(path: Path, records: list[Recorded]) -> Path:
 
 def log_lines(path: Path, needle: str) -> list[str]:
     return [line for line in path.read_text(errors="replace").splitlines() if needle in line]
+
+
+def ingest_pid(worker_pid: int) -> int | None:
+    """The worker's ingest process (None while it has none)."""
+    for pid in tree(worker_pid):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"streams.worker.ingest_process" in cmdline and alive(pid):
+            return pid
+    return None
+
+
+_COUNTERS = (
+    "livepulse_consumer_lag_records",
+    "livepulse_events_consumed_total",
+    "livepulse_events_applied_total",
+    "livepulse_events_duplicate_total",
+    "livepulse_envelopes_skipped_total",
+    "livepulse_envelopes_read_back_total",
+    "livepulse_broker_up",
+    "livepulse_ingest_retries_total",
+)
+
+
+def pipeline_counters(pipeline: Pipeline) -> str:
+    """The ingest stage's and the agent's counters, and who runs the ingest stage now: where
+    events stopped, for a failure message."""
+    lines = [f"ingest process: {ingest_pid(pipeline.worker.pid) if pipeline.worker else None}"]
+    for (name, labels), value in sorted(pipeline.metrics().items()):
+        if name in _COUNTERS:
+            lines.append(f"{name}{dict(labels)} {value}")
+    return "\n".join(lines)
