@@ -991,11 +991,14 @@ def _product_row(w: Window, product: str, cap: int) -> list[int] | None:
 
 
 def _check_packed(parts: list[Any]) -> None:
-    """A window record's stages are what :func:`streams.core.people.pack` writes."""
-    if len(parts) > _STAGES or any(
+    """A window record's stages are what :func:`streams.core.people.pack` writes, one per
+    stage (the window's code indexes them by stage)."""
+    if len(parts) != _STAGES or any(
         p is not None and p.__class__ is not bytes and p.__class__ is not str for p in parts
     ):
-        raise msgspec.ValidationError("a window record's people are neither sketches nor ids")
+        raise msgspec.ValidationError(
+            "a window record's people are not one sketch, user id or nobody per stage"
+        )
 
 
 def _drop_sketches(closed: list[Window], keep: int, recent: int) -> list[int]:

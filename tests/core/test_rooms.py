@@ -488,16 +488,17 @@ def test_a_stage_of_one_person_is_written_as_its_user_id() -> None:
     assert again.rolling(CONFIG) == room.rolling(CONFIG) and again.session() == room.session()
 
 
-def test_a_window_record_with_people_that_are_neither_sketches_nor_ids_does_not_restore() -> None:
+def test_a_window_record_without_one_sketch_or_id_per_stage_does_not_restore() -> None:
     room = RoomState("r", 0)
     _feed(room, [_ev(0, 1, Kind.ENTER, "a")])
     records, others, head = _window_records(room)
-    table = others | {
-        key: msgspec.msgpack.encode(msgspec.structs.replace(rec, sketches=[7, None]))
-        for key, rec in records.items()
-    }
-    with pytest.raises(msgspec.ValidationError, match="neither sketches nor ids"):
-        RoomState.restore("r", head, table, CONFIG)
+    for people in ([7, None, None, None, None], [None, "a"]):
+        table = others | {
+            key: msgspec.msgpack.encode(msgspec.structs.replace(rec, sketches=people))
+            for key, rec in records.items()
+        }
+        with pytest.raises(msgspec.ValidationError, match="one sketch, user id or nobody"):
+            RoomState.restore("r", head, table, CONFIG)
 
 
 _KINDS = [Kind.IMPRESSION, Kind.ENTER, Kind.LEAVE, Kind.PRODUCT_IMPRESSION, Kind.PRODUCT_CLICK]
