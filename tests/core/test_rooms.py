@@ -10,7 +10,7 @@ from datasketches import hll_sketch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.core.changelog import window_key
+from streams.core.changelog import SEP, window_key
 from streams.core.contract import ID_MAX_LENGTH, OTHER, Ev, Kind
 from streams.core.funnel import PEOPLE_FIELDS, Counts
 from streams.core.rooms import RoomConfig, RoomState, Tally, WindowRecord
@@ -452,7 +452,7 @@ def _window_records(room: RoomState) -> tuple[dict[str, WindowRecord], dict[str,
     before, head, _ = room.changes()
     assert head is not None
     decode = msgspec.msgpack.Decoder(WindowRecord).decode
-    windows = {key: decode(value) for key, value in before if "\x1fw\x1f" in key}
+    windows = {key: decode(value) for key, value in before if f"{SEP}w{SEP}" in key}
     return windows, {key: v for key, v in before if key not in windows}, head[1]
 
 

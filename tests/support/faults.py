@@ -17,6 +17,7 @@ from streams.sim.publish import Placement, configure
 from streams.testing import Pipeline, free_port
 from streams.worker import broker
 from tests.support.proxy import Proxy, running_proxy
+from tests.support.truth import close_and_wait
 
 
 @dataclass
@@ -112,3 +113,20 @@ def pipeline_counters(pipeline: Pipeline) -> str:
         if name in _COUNTERS:
             lines.append(f"{name}{dict(labels)} {value}")
     return "\n".join(lines)
+
+
+def end_session_and_wait(pipeline: Pipeline, truth: dict) -> None:
+    """After a fault: the end-of-session records, then every replayed event and every room's
+    last window; if events stop, the failure carries :func:`pipeline_counters`.
+
+    The records go out first, as live traffic would keep coming. A consumer that starts again
+    after a fault (a new ingest process, a group joined again after an outage) starts from the
+    committed offsets, which may lie inside a source partition's last batch; the embedded
+    broker reports a partition's end as that batch's first offset + 1 and serves nothing past
+    such an offset until more is written (in CI once: no event for 100 s, once for 120 s).
+    """
+    try:
+        close_and_wait(pipeline, truth)
+        pipeline.wait_processed()
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{pipeline_counters(pipeline)}") from None
